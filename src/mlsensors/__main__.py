@@ -1,0 +1,5 @@
+import sys
+
+from mlsensors.cli.main import main
+
+sys.exit(main())

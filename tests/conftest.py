@@ -1,0 +1,47 @@
+"""Shared fixtures: the test data folder, the verified model cache, strict mode.
+
+Tests that need ../shared/data skip when it is absent. Tests that need a system tool
+(a broker, a browser) skip when it is missing, except under MLSENSORS_STRICT_TESTS=1
+(set by .ci/run, which installs them), where a missing tool is a failure: CI must never
+go green by skipping the real parts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("MLSENSORS_TEST_DATA", ROOT.parent / "shared" / "data"))
+STRICT = os.environ.get("MLSENSORS_STRICT_TESTS") == "1"
+
+
+def require_tool(name: str) -> str:
+    """Path of an executable the test needs; skip (or fail in strict mode) without it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"test data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def model_store():
+    """The real, verified model cache; fetched once if needed (test.sh fetches first)."""
+    from mlsensors.models import MANIFEST, ModelStore
+
+    store = ModelStore()
+    store.ensure(MANIFEST, quiet=True)
+    return store
