@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlsensors.errors import ProtocolError
 from mlsensors.types import PersonResult
 from mlsensors.wire.record import pack_record
 
@@ -113,7 +114,5 @@ class Hub:
         with self._lock:
             controller = self._controller
         if controller is None:
-            from mlsensors.errors import ProtocolError
-
             raise ProtocolError("the sensor is not accepting commands")
         controller(write)

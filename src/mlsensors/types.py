@@ -57,6 +57,18 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceGap:
+    """A source's word that it has no picture right now (camera unplugged, retrying).
+
+    Sources yield it instead of a Frame so that the sensor reports no faces while the
+    camera is gone, rather than repeating the last ones.
+    """
+
+    timestamp: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Face:
     """One detected face in pixels of the image it was found in."""
 
