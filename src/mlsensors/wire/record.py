@@ -17,9 +17,15 @@ header and the checksum (num_faces plus four 8-byte face slots), so a reader can
 it has the layout it expects.
 
 Clients with native alignment (the vendor's Python examples: struct format
-"BBH" + "B" + "BBBBBBbB"*4 + "H") read 40 bytes: one pad byte sits before the checksum.
-A read of any length returns the record's first N bytes, zero-padded, so both decode
-the same faces; `unpack_record` accepts either length.
+"BBH" + "B" + "BBBBBBbB"*4 + "H") read 40 bytes: `struct` inserts one pad byte at
+offset 37 so that the final "H" is 2-aligned, and reads its checksum from offsets 38-39.
+A read of any length returns the record's first N bytes, zero-padded (`read_window`),
+so such a client gets our 39 bytes plus one zero: bytes 0-36 (header and all faces) sit
+where both layouts expect them and decode to the same faces, while the native layout's
+"pad" is our checksum's low byte and its "checksum" is (our high byte, 0). The vendor's
+examples never verify that field; a client that wants to verify must use offsets 37-38,
+which is what `unpack_record` does with a 40-byte buffer (the 40th byte is ignored: on
+real hardware it is whatever the device clocks out past the end of its record).
 """
 
 from __future__ import annotations
@@ -37,18 +43,41 @@ MAX_ID = 7
 _HEADER = struct.Struct("<BBHb")
 _FACE = struct.Struct("<BBBBBbbB")
 _CRC = struct.Struct("<H")
-_NATIVE_CHECKSUM_OFFSET = 38
+_BODY_SIZE = RECORD_SIZE - _CRC.size
+MAX_READ = 255
+"""Longest read a transport serves: the record's first N bytes, zero-padded."""
+
+
+def _crc_table() -> tuple[int, ...]:
+    table = []
+    for top in range(256):
+        crc = top << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
 
 
 def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE, bitwise; 37 bytes take microseconds, a table is not worth it."""
+    """CRC-16/CCITT-FALSE, table-driven: the driver checks every read, up to ~10^4/s."""
     crc = 0xFFFF
     for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
     return crc
+
+
+def read_window(record: bytes, length: int) -> bytes:
+    """What an I2C read of `length` bytes (1-255) returns: the record's head, zero-padded.
+
+    The sensor has no register pointer, so every read starts at byte 0; reads shorter
+    than the record see its head, longer ones see zeros past the end.
+    """
+    if not 0 <= length <= MAX_READ:
+        raise ProtocolError(f"read length {length} is outside 0-{MAX_READ}")
+    return record[:length] + bytes(max(0, length - len(record)))
 
 
 def largest_faces(faces: tuple[PersonFace, ...] | list[PersonFace]) -> tuple[PersonFace, ...]:
@@ -81,36 +110,40 @@ def pack_record(result: PersonResult) -> bytes:
     out = bytearray(_HEADER.pack(0, 0, DATA_SIZE, len(faces)))
     for face in faces:
         _check_face(face)
+        # "Not recognised" goes out as 0, never negative: the vendor's Python format
+        # reads id_confidence as unsigned and would see 2xx.
         out += _FACE.pack(
-            face.confidence, *face.box, face.id_confidence, face.id, 1 if face.is_facing else 0
+            face.confidence, *face.box, max(0, face.id_confidence), face.id,
+            1 if face.is_facing else 0,
         )
     out += bytes(_FACE.size * (MAX_FACES - len(faces)))
     out += _CRC.pack(crc16_ccitt_false(out))
     return bytes(out)
 
 
-def unpack_record(data: bytes, timestamp: float = 0.0) -> PersonResult:
-    """Decode a 39-byte (packed) or 40-byte (native alignment) record, strictly.
+def unpack_record(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -> PersonResult:
+    """Decode a 39-byte (packed) or 40-byte (native-alignment read) record.
 
-    Raises ProtocolError naming the first problem: length, checksum, data_size,
-    face count, or a field outside its range.
+    Raises ProtocolError naming the first problem: length, checksum, data_size, face
+    count, a non-zero unused slot, or a field outside its range. `strict=False` skips
+    the checks whose expected values the vendor never published (the CRC variant,
+    data_size, zeroed unused slots), for reading an original SEN21231; the face fields
+    are still range-checked.
     """
     data = bytes(data)
-    if len(data) == RECORD_SIZE:
-        body, (checksum,) = data[:37], _CRC.unpack_from(data, 37)
-    elif len(data) == NATIVE_RECORD_SIZE:
-        body, (checksum,) = data[:37], _CRC.unpack_from(data, _NATIVE_CHECKSUM_OFFSET)
-    else:
+    if len(data) not in (RECORD_SIZE, NATIVE_RECORD_SIZE):
         raise ProtocolError(
             f"record is {len(data)} bytes; expected {RECORD_SIZE} (packed) or "
             f"{NATIVE_RECORD_SIZE} (native alignment)"
         )
-    if crc16_ccitt_false(body) != checksum:
+    body = data[:_BODY_SIZE]
+    (checksum,) = _CRC.unpack_from(data, _BODY_SIZE)
+    if strict and crc16_ccitt_false(body) != checksum:
         raise ProtocolError(
             f"record checksum 0x{checksum:04x} does not match 0x{crc16_ccitt_false(body):04x}"
         )
     _r0, _r1, data_size, num_faces = _HEADER.unpack_from(body)
-    if data_size != DATA_SIZE:
+    if strict and data_size != DATA_SIZE:
         raise ProtocolError(f"record data_size {data_size}, expected {DATA_SIZE}")
     if not 0 <= num_faces <= MAX_FACES:
         raise ProtocolError(f"record num_faces {num_faces} is outside 0-{MAX_FACES}")
@@ -118,7 +151,7 @@ def unpack_record(data: bytes, timestamp: float = 0.0) -> PersonResult:
     for i in range(MAX_FACES):
         fields = _FACE.unpack_from(body, _HEADER.size + i * _FACE.size)
         if i >= num_faces:
-            if any(fields):
+            if strict and any(fields):
                 raise ProtocolError(f"unused face slot {i} is not zero")
             continue
         conf, left, top, right, bottom, id_conf, face_id, facing = fields
