@@ -19,6 +19,7 @@ from mlsensors.wire.record import (
     largest_faces,
     pack_record,
     read_window,
+    unpack_prefix,
     unpack_record,
 )
 
@@ -224,3 +225,17 @@ def test_any_single_byte_corruption_is_caught(result: PersonResult, at: int, fli
     rec[at] ^= flip
     with pytest.raises(ProtocolError):
         unpack_record(bytes(rec))
+
+
+@settings(max_examples=200, deadline=None)
+@given(results, st.integers(5, 45))
+def test_prefix_decodes_the_faces_that_fit(result: PersonResult, n: int) -> None:
+    rec = pack_record(result)
+    head = read_window(rec, n)
+    fit = (min(n, 37) - 5) // 8
+    assert unpack_prefix(head).faces == expected_faces(result)[:fit]
+
+
+def test_prefix_needs_a_header() -> None:
+    with pytest.raises(ProtocolError, match="no record header"):
+        unpack_prefix(b"\x00\x00\x21")

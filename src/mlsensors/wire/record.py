@@ -142,13 +142,36 @@ def unpack_record(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -
         raise ProtocolError(
             f"record checksum 0x{checksum:04x} does not match 0x{crc16_ccitt_false(body):04x}"
         )
+    return PersonResult(timestamp=timestamp, faces=_decode_body(body, strict))
+
+
+def unpack_prefix(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -> PersonResult:
+    """Decode the head of a record, for I2C adapters that cannot read all 39 bytes.
+
+    Every read starts again at byte 0 (the sensor has no register pointer), so an
+    adapter limited to 32-byte reads can never fetch bytes 32-38, however it chunks:
+    it sees the header and the first three face slots, and no checksum. This decodes
+    the face slots that are complete in `data` (5 + 8k bytes hold k faces) and drops
+    the rest; callers should compensate for the missing checksum (the driver reads
+    the head twice and requires both reads to agree).
+    """
+    data = bytes(data)
+    if len(data) >= RECORD_SIZE:
+        return unpack_record(data[:RECORD_SIZE], timestamp, strict=strict)
+    if len(data) < _HEADER.size:
+        raise ProtocolError(f"a {len(data)}-byte read holds no record header")
+    slots = (len(data) - _HEADER.size) // _FACE.size
+    return PersonResult(timestamp=timestamp, faces=_decode_body(data, strict, slots))
+
+
+def _decode_body(body: bytes, strict: bool, slots: int = MAX_FACES) -> tuple[PersonFace, ...]:
     _r0, _r1, data_size, num_faces = _HEADER.unpack_from(body)
     if strict and data_size != DATA_SIZE:
         raise ProtocolError(f"record data_size {data_size}, expected {DATA_SIZE}")
     if not 0 <= num_faces <= MAX_FACES:
         raise ProtocolError(f"record num_faces {num_faces} is outside 0-{MAX_FACES}")
     faces = []
-    for i in range(MAX_FACES):
+    for i in range(slots):
         fields = _FACE.unpack_from(body, _HEADER.size + i * _FACE.size)
         if i >= num_faces:
             if strict and any(fields):
@@ -163,4 +186,4 @@ def unpack_record(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -
         except ProtocolError as e:
             raise ProtocolError(f"face {i}: {e}") from None
         faces.append(face)
-    return PersonResult(timestamp=timestamp, faces=tuple(faces))
+    return tuple(faces)

@@ -1,0 +1,362 @@
+"""The virtual I2C bus, in process: framing, register writes, many clients, bad clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wire_doubles import RecordingControl
+
+from mlsensors.errors import InputError, ProtocolError
+from mlsensors.hub import Hub, RegisterWrite
+from mlsensors.transports.i2c_frames import (
+    SENSOR_ADDRESS,
+    BusAddress,
+    Request,
+    Status,
+    encode_request,
+    parse_bus_address,
+)
+from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
+from mlsensors.types import PersonFace, PersonResult
+from mlsensors.wire.device import DeviceState, PersonSensorDevice
+from mlsensors.wire.record import crc16_ccitt_false, pack_record, read_window
+
+FACES = (PersonFace((10, 20, 90, 120), 95, True), PersonFace((100, 30, 140, 70), 60, False))
+
+
+class Rig:
+    """A hub with a device model and a recording sensor behind a running server."""
+
+    def __init__(self, spec: str = "tcp:127.0.0.1:0", **kw) -> None:
+        self.hub = Hub()
+        self.hub.publish(PersonResult(1.0, FACES))
+        self.control = RecordingControl()
+        self.device = PersonSensorDevice(self.control)
+        self.detach = self.device.attach(self.hub)
+        self.server = VirtualBusServer(self.hub, spec, **kw)
+        self.address = self.server.start()
+
+    def reset_device(self) -> None:
+        self.detach()
+        self.control = RecordingControl()
+        self.device = PersonSensorDevice(self.control)
+        self.detach = self.device.attach(self.hub)
+
+    def connect(self) -> socket.socket:
+        if self.address.kind == "tcp":
+            s = socket.create_connection((self.address.host, self.address.port), 5)
+        else:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(self.address.path)
+        s.settimeout(5)
+        return s
+
+
+@pytest.fixture(scope="module")
+def rig():
+    r = Rig()
+    yield r
+    r.server.stop()
+
+
+@pytest.fixture()
+def fresh(rig: Rig) -> Rig:
+    rig.reset_device()
+    rig.hub.publish(PersonResult(1.0, FACES))
+    return rig
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def transact(s: socket.socket, request: Request) -> tuple[int, bytes]:
+    s.sendall(encode_request(request))
+    head = recv_exact(s, 3)
+    return head[0], recv_exact(s, int.from_bytes(head[1:], "big"))
+
+
+def closed_by_server(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_reads_return_the_record_head_zero_padded(fresh: Rig) -> None:
+    record = fresh.hub.snapshot().record
+    with fresh.connect() as s:
+        for n in (0, 1, 5, 32, 39, 40, 64, 255):
+            status, data = transact(s, Request.read(SENSOR_ADDRESS, n))
+            assert status == Status.ACK
+            assert data == read_window(record, n)
+        assert transact(s, Request.read(SENSOR_ADDRESS, 40))[1] == record + b"\x00"
+
+
+def test_register_writes_reach_the_sensor(fresh: Rig) -> None:
+    with fresh.connect() as s:
+        assert transact(s, Request.write(SENSOR_ADDRESS, b"\x02\x01")) == (Status.ACK, b"")
+        assert transact(s, Request.write(SENSOR_ADDRESS, b"\x01\x00")) == (Status.ACK, b"")
+        assert transact(s, Request.write(SENSOR_ADDRESS, b"\x03\x00")) == (Status.ACK, b"")
+        assert transact(s, Request.write(SENSOR_ADDRESS, b"\x04\x05")) == (Status.ACK, b"")
+    assert fresh.control.calls == [("set_identification", True), ("set_continuous", False),
+                                   ("single_shot", None), ("calibrate", 5)]
+    assert fresh.device.state == DeviceState(mode=0, enable_id=True)
+
+
+@pytest.mark.parametrize(
+    ("address", "payload", "status"),
+    [
+        (SENSOR_ADDRESS, b"\x09\x01", Status.DATA_NACK),  # unknown register
+        (SENSOR_ADDRESS, b"\x01\x02", Status.DATA_NACK),  # out of range
+        (SENSOR_ADDRESS, b"\x03\x00", Status.DATA_NACK),  # single shot in continuous
+        (SENSOR_ADDRESS, b"\x01\x00\x01", Status.DATA_NACK),  # too long: nothing applied
+        (SENSOR_ADDRESS, b"", Status.ACK),  # address probe
+        (SENSOR_ADDRESS, b"\x00", Status.ACK),  # SMBus-style register pointer
+        (0x61, b"\x01\x00", Status.ADDRESS_NACK),
+        (0x00, b"\x01\x00", Status.ADDRESS_NACK),
+    ],
+)
+def test_refused_writes_change_nothing(fresh: Rig, address, payload, status) -> None:
+    with fresh.connect() as s:
+        assert transact(s, Request.write(address, payload)) == (status, b"")
+        # the connection is still in step afterwards
+        assert transact(s, Request.read(SENSOR_ADDRESS, 39))[1] == fresh.hub.snapshot().record
+    assert fresh.control.calls == []
+    assert fresh.device.state == DeviceState()
+
+
+def test_read_at_wrong_address_is_address_nack(fresh: Rig) -> None:
+    with fresh.connect() as s:
+        assert transact(s, Request.read(0x63, 39)) == (Status.ADDRESS_NACK, b"")
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x62X\x00\x27",  # unknown operation
+        b"\x62R\x01\x00",  # read length 256
+        b"\x62W\xff\xff" + bytes(10),  # write length 65535
+        b"GET / HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_malformed_frame_closes_only_that_connection(fresh: Rig, garbage: bytes) -> None:
+    with fresh.connect() as good, fresh.connect() as bad:
+        bad.sendall(garbage)
+        assert closed_by_server(bad)
+        assert transact(good, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+    assert fresh.control.calls == []
+
+
+def test_truncated_frames_and_dead_clients(fresh: Rig) -> None:
+    baseline = fresh.server.connections
+    for cut in (b"\x62", b"\x62W\x00\x02\x01", b"\x62R"):
+        s = fresh.connect()
+        s.sendall(cut)
+        s.close()
+    s = fresh.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.sendall(b"\x62W\x00")
+    s.close()  # reset, not a clean close
+    deadline = time.monotonic() + 5
+    while fresh.server.connections > baseline and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fresh.server.connections == baseline
+    assert fresh.control.calls == []
+    with fresh.connect() as s:
+        assert transact(s, Request.read(SENSOR_ADDRESS, 1)) == (Status.ACK, b"\x00")
+
+
+def test_many_clients_get_whole_records_while_the_sensor_publishes(fresh: Rig) -> None:
+    published: set[bytes] = {fresh.hub.snapshot().record}
+    stop = threading.Event()
+
+    def publisher() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            faces = tuple(PersonFace((i % 50, 0, 60 + i % 100, 60), i % 101, bool(i & 1))
+                          for _ in range(i % 5))
+            published.add(fresh.hub.publish(PersonResult(float(i), faces)).record)
+
+    seen: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with fresh.connect() as s:
+                for _ in range(300):
+                    status, data = transact(s, Request.read(SENSOR_ADDRESS, 39))
+                    assert status == Status.ACK
+                    seen.append(data)
+        except BaseException as e:
+            errors.append(e)
+
+    pub = threading.Thread(target=publisher)
+    pub.start()
+    readers = [threading.Thread(target=reader) for _ in range(8)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join()
+    stop.set()
+    pub.join()
+    assert not errors
+    assert len(seen) == 8 * 300
+    for data in seen:
+        assert int.from_bytes(data[37:], "little") == crc16_ccitt_false(data[:37])
+        assert data in published
+    assert len(set(seen)) > 1  # the records really changed under the readers
+
+
+def test_a_client_that_never_reads_is_dropped_without_stalling_others() -> None:
+    rig = Rig(write_timeout=0.3)
+    try:
+        stuck = rig.connect()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood = encode_request(Request.read(SENSOR_ADDRESS, 255)) * 20000
+
+        def send_flood() -> None:
+            try:
+                stuck.sendall(flood)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send_flood, daemon=True)
+        sender.start()
+        with rig.connect() as good:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 1.0:
+                assert transact(good, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+                rig.hub.publish(PersonResult(time.time()))
+        deadline = time.monotonic() + 5
+        while rig.server.connections > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rig.server.connections == 0  # the stuck one was dropped
+        stuck.close()
+        sender.join(5)
+    finally:
+        rig.server.stop()
+
+
+def test_unix_socket_and_stale_socket_file(tmp_path) -> None:
+    path = str(tmp_path / "bus.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # leaves a socket file nobody listens on
+    rig = Rig(f"unix:{path}")
+    try:
+        with rig.connect() as s:
+            assert transact(s, Request.read(SENSOR_ADDRESS, 39))[1] == rig.hub.snapshot().record
+        with pytest.raises(InputError, match="already listening"):
+            VirtualBusServer(rig.hub, f"unix:{path}").start()
+    finally:
+        rig.server.stop()
+    assert not os.path.exists(path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a socket"):
+        VirtualBusServer(Hub(), f"unix:{tmp_path / 'file'}").start()
+
+
+def test_bus_address_parsing_and_serve_arguments() -> None:
+    assert parse_bus_address("tcp:127.0.0.1:6262") == BusAddress("tcp", "127.0.0.1", 6262)
+    assert parse_bus_address("tcp:[::1]:7") == BusAddress("tcp", "::1", 7)
+    assert parse_bus_address("unix:/run/x.sock") == BusAddress("unix", path="/run/x.sock")
+    for bad in ("127.0.0.1:6262", "tcp:host", "tcp::1", "tcp:h:99999", "unix:", "i2c:1"):
+        with pytest.raises(InputError, match="tcp:HOST:PORT"):
+            parse_bus_address(bad)
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert from_args(parser.parse_args([]), Hub()) is None
+    server = from_args(parser.parse_args(["--bus", "tcp:127.0.0.1:0"]), Hub())
+    assert isinstance(server, VirtualBusServer)
+    with server:
+        assert server.address is not None and server.address.port > 0
+    with pytest.raises(InputError):
+        VirtualBusServer(Hub(), "tcp:192.0.2.1:1").start()  # not an address of ours
+
+
+# -- fuzzing ---------------------------------------------------------------------------
+
+
+def reference(stream: bytes, record: bytes) -> list[bytes | tuple[int, int]]:
+    """What the server must answer to `stream`, written from the framing spec alone.
+
+    Frames are answered until the first malformed or cut one. A 2-byte write to the
+    sensor appears as (register, value): whether it is ACKed is the device model's call.
+    """
+    out: list[bytes | tuple[int, int]] = []
+    i = 0
+    while len(stream) - i >= 4:
+        address, op, length = stream[i], stream[i + 1], int.from_bytes(stream[i + 2:i + 4])
+        if op not in b"RW" or length > 255:
+            break
+        data = stream[i + 4:i + 4 + length] if op == ord("W") else b""
+        if len(data) < length and op == ord("W"):
+            break
+        i += 4 + len(data)
+        if address != SENSOR_ADDRESS:
+            out.append(b"\x01\x00\x00")
+        elif op == ord("R"):
+            out.append(b"\x00" + length.to_bytes(2) + read_window(record, length))
+        elif length == 2:
+            out.append((data[0], data[1]))
+        else:
+            out.append((b"\x00" if length < 2 else b"\x02") + b"\x00\x00")
+    return out
+
+
+frames = st.one_of(
+    st.builds(lambda a, n: bytes([a]) + b"R" + n.to_bytes(2), st.sampled_from([0x62, 0x61, 0]),
+              st.integers(0, 300)),
+    st.builds(lambda a, d: bytes([a]) + b"W" + len(d).to_bytes(2) + d,
+              st.sampled_from([0x62, 0x62, 0x13]),
+              st.one_of(st.binary(max_size=4),
+                        st.lists(st.integers(0, 8), max_size=4).map(bytes))),
+    st.builds(lambda r, v: b"\x62W\x00\x02" + bytes([r, v]), st.integers(0, 9),
+              st.integers(0, 9)),
+    st.binary(min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(frames, max_size=12).map(b"".join))
+def test_fuzz_random_transactions(fresh: Rig, stream: bytes) -> None:
+    fresh.reset_device()
+    record = fresh.hub.snapshot().record
+    oracle_control = RecordingControl()
+    oracle = PersonSensorDevice(oracle_control)
+    expected = b""
+    for part in reference(stream, record):
+        if isinstance(part, tuple):
+            try:
+                oracle.write(RegisterWrite(*part))
+                part = b"\x00\x00\x00"
+            except ProtocolError:
+                part = b"\x02\x00\x00"
+        expected += part
+    with fresh.connect() as s:
+        s.sendall(stream)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    assert got == expected
+    assert fresh.device.state == oracle.state
+    assert fresh.control.calls == oracle_control.calls
