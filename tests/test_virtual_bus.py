@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -25,7 +26,7 @@ from mlsensors.transports.i2c_frames import (
 from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import DeviceState, PersonSensorDevice
-from mlsensors.wire.record import crc16_ccitt_false, pack_record, read_window
+from mlsensors.wire.record import crc16_ccitt_false, read_window
 
 FACES = (PersonFace((10, 20, 90, 120), 95, True), PersonFace((100, 30, 140, 70), 60, False))
 
@@ -230,10 +231,8 @@ def test_a_client_that_never_reads_is_dropped_without_stalling_others() -> None:
         flood = encode_request(Request.read(SENSOR_ADDRESS, 255)) * 20000
 
         def send_flood() -> None:
-            try:
+            with contextlib.suppress(OSError):
                 stuck.sendall(flood)
-            except OSError:
-                pass
 
         sender = threading.Thread(target=send_flood, daemon=True)
         sender.start()
