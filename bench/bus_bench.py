@@ -1,0 +1,120 @@
+"""Virtual I2C bus throughput and latency on loopback while the sensor publishes.
+
+    PYTHONPATH=src python bench/bus_bench.py [--seconds 3] [--clients 1 4] [--rate 15]
+
+A publisher thread puts a changing PersonResult into the hub at --rate Hz (the
+SEN21231 managed about 7/s), while each client process reads and fully decodes the
+39-byte record (checksum verified) in a loop through PersonSensorClient. Prints reads
+per second and transaction latency percentiles per transport and client count,
+against the targets of issue 3 (>= 1,000 reads/s, p99 <= 1 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mlsensors.hub import Hub
+from mlsensors.transports.client import PersonSensorClient
+from mlsensors.transports.virtual_bus import VirtualBusServer
+from mlsensors.types import PersonFace, PersonResult
+from mlsensors.wire.device import PersonSensorDevice
+
+TARGET_READS = 1000.0
+TARGET_P99_MS = 1.0
+
+
+class _NullControl:
+    def __getattr__(self, name):
+        return lambda *args: None
+
+
+def _publisher(hub: Hub, rate: float, stop: threading.Event) -> None:
+    i = 0
+    while not stop.wait(1.0 / rate):
+        i += 1
+        faces = tuple(PersonFace((10 + i % 40, 20, 120, 150), 90, bool(i & 1))
+                      for _ in range(i % 5))
+        hub.publish(PersonResult(time.time(), faces, i))
+
+
+def _client(address: str, seconds: float, start, results) -> None:
+    """One client process (clients are other programs, with their own interpreter)."""
+    out = []
+    with PersonSensorClient(address) as sensor:
+        sensor.read_results()  # connect and warm up
+        start.wait()
+        end = time.perf_counter() + seconds
+        now = time.perf_counter()
+        while now < end:
+            sensor.read_results()
+            after = time.perf_counter()
+            out.append(after - now)
+            now = after
+    results.put(out)
+
+
+def run(address: str, clients: int, seconds: float) -> tuple[float, float, float]:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(clients + 1)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(address, seconds, start, results))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    latencies = [results.get() for _ in procs]
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    flat = sorted(x for lat in latencies for x in lat)
+    p50 = statistics.median(flat) * 1e3
+    p99 = flat[min(len(flat) - 1, int(0.99 * len(flat)))] * 1e3
+    return len(flat) / elapsed, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--rate", type=float, default=15.0, help="results published per s")
+    args = parser.parse_args()
+
+    hub = Hub()
+    PersonSensorDevice(_NullControl()).attach(hub)
+    stop = threading.Event()
+    pub = threading.Thread(target=_publisher, args=(hub, args.rate, stop), daemon=True)
+    pub.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = [VirtualBusServer(hub, "tcp:127.0.0.1:0"),
+                   VirtualBusServer(hub, f"unix:{Path(tmp) / 'bus.sock'}")]
+        for s in servers:
+            s.start()
+        try:
+            before = hub.snapshot().sequence
+            print(f"{'transport':9} {'clients':>7} {'reads/s':>9} {'x target':>8} "
+                  f"{'p50 ms':>7} {'p99 ms':>7} {'p99/target':>10}")
+            for server in servers:
+                for n in args.clients:
+                    rate, p50, p99 = run(str(server.address), n, args.seconds)
+                    print(f"{server.address.kind:9} {n:>7} {rate:>9,.0f} "
+                          f"{rate / TARGET_READS:>8.1f} {p50:>7.3f} {p99:>7.3f} "
+                          f"{p99 / TARGET_P99_MS:>10.2f}")
+            published = hub.snapshot().sequence - before
+        finally:
+            for s in servers:
+                s.stop()
+            stop.set()
+    print(f"results published meanwhile: {published} "
+          f"(~{args.rate:g}/s requested); targets: >= {TARGET_READS:,.0f} reads/s, "
+          f"p99 <= {TARGET_P99_MS} ms")
+
+
+if __name__ == "__main__":
+    main()
