@@ -23,8 +23,21 @@ from mlsensors.sources.frames import as_rgb
 from mlsensors.types import Frame
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".pgm", ".ppm", ".pbm", ".pnm",
-     ".tif", ".tiff", ".webp"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".pnm",
+        ".tif",
+        ".tiff",
+        ".webp",
+    }
 )
 """Files a folder source considers images; anything else in a folder is skipped."""
 
@@ -160,8 +173,7 @@ class FolderSource(Source):
         self.loop = loop
         if not list_images(self.path):
             raise SourceError(
-                f"{self.path}: folder contains no image files "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+                f"{self.path}: folder contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
 
     def frames(self) -> Iterator[Item]:
@@ -175,9 +187,7 @@ class FolderSource(Source):
                     image = read_image(file)
                 except MlsensorsError as error:
                     problem = str(error).removeprefix(f"{file}: ")
-                    yield UnreadableFile(
-                        time.monotonic(), f"{file}: {problem}", str(file), problem
-                    )
+                    yield UnreadableFile(time.monotonic(), f"{file}: {problem}", str(file), problem)
                     continue
                 decoded_any = True
                 yield Frame(image, index, time.monotonic(), str(file))

@@ -10,6 +10,7 @@ wait are injectable so that this logic is tested without hardware.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,26 @@ from mlsensors.sources.frames import as_rgb
 from mlsensors.types import Frame, SourceGap
 
 VIDEO_SUFFIXES = frozenset(
-    {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv",
-     ".flv", ".ogv", ".3gp", ".mjpeg", ".mjpg", ".gif", ".h264", ".y4m"}
+    {
+        ".avi",
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".wmv",
+        ".flv",
+        ".ogv",
+        ".3gp",
+        ".mjpeg",
+        ".mjpg",
+        ".gif",
+        ".h264",
+        ".y4m",
+    }
 )
 
 
@@ -149,7 +168,19 @@ def _open_file_capture(path: str) -> Capture:
     return cv2.VideoCapture(path)
 
 
+class _NoCapture:
+    """Stands for a camera whose device node is absent (OpenCV would only print warnings)."""
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return False
+
+    def release(self) -> None:
+        pass
+
+
 def _open_camera_capture(index: int) -> Capture:
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        return _NoCapture()  # type: ignore[return-value]
     capture = cv2.VideoCapture(index)
     if capture.isOpened():
         # One buffered frame: lowest latency, and no backlog of old pictures in the driver.
