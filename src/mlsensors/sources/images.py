@@ -149,10 +149,15 @@ class ImageSource(Source):
         index = 0
         while not self.closed:
             image, self._first = self._first, None
-            if image is None:
-                image = read_image(self.path)
-            yield Frame(image, index, time.monotonic(), self.name)
+            frame = Frame(
+                read_image(self.path) if image is None else image,
+                index,
+                time.monotonic(),
+                self.name,
+            )
             del image
+            yield frame
+            del frame
             index += 1
             if not self.loop:
                 return
@@ -190,8 +195,10 @@ class FolderSource(Source):
                     yield UnreadableFile(time.monotonic(), f"{file}: {problem}", str(file), problem)
                     continue
                 decoded_any = True
-                yield Frame(image, index, time.monotonic(), str(file))
+                frame = Frame(image, index, time.monotonic(), str(file))
                 del image
+                yield frame
+                del frame
                 index += 1
             if not self.loop:
                 return
