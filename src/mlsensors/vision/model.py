@@ -51,8 +51,16 @@ class TfliteModel:
         """
         return self._input()[0]
 
-    def invoke(self) -> dict[str, np.ndarray]:
-        """Run the model; return copies of the outputs keyed by tensor name."""
+    def run(self) -> None:
+        """Run the network on whatever the input tensor holds (the bare invoke)."""
         self._interpreter.invoke()
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Copies of the outputs of the last run, keyed by tensor name."""
         return {name: self._interpreter.get_tensor(index) for name, (index, _) in
                 self._outputs.items()}
+
+    def invoke(self) -> dict[str, np.ndarray]:
+        """Run the model and return its outputs."""
+        self.run()
+        return self.outputs()
