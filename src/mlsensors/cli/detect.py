@@ -47,9 +47,11 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlsensors.cli.person import ensure_detector
     from mlsensors.sources.images import read_image
     from mlsensors.vision.detector import FaceDetector
 
+    ensure_detector(args.model)
     detector = FaceDetector(args.model, score_threshold=args.threshold,
                             tiling=not args.no_tiling)
     failed = False

