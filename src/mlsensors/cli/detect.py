@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"path": str(path), "error": str(e)}), flush=True)
             else:
-                print(f"{path}: error: {e}", file=sys.stderr, flush=True)
+                print(f"mlsensors: error: {e}", file=sys.stderr, flush=True)
             continue
         if args.json:
             print(json.dumps({"path": str(path), "width": image.shape[1],
