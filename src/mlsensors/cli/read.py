@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from mlsensors.cli.person import result_json
 from mlsensors.errors import InputError, ProtocolError
 from mlsensors.types import PersonResult
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(result: PersonResult, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result_as_json(result)))
+        print(json.dumps(result_json(result)))
         return
     stamp = time.strftime("%H:%M:%S", time.localtime(result.timestamp))
     print(f"{stamp}  {result.num_faces} face{'s' if result.num_faces != 1 else ''}")
@@ -68,14 +69,3 @@ def _show(result: PersonResult, as_json: bool) -> None:
         print(f"  #{i}  box {f.box}  confidence {f.confidence}%  "
               f"{'facing' if f.is_facing else 'not facing'}  {who}")
 
-
-def result_as_json(result: PersonResult) -> dict:
-    return {
-        "timestamp": round(result.timestamp, 3),
-        "num_faces": result.num_faces,
-        "faces": [
-            {"box": list(f.box), "confidence": f.confidence, "is_facing": f.is_facing,
-             "id": f.id, "id_confidence": f.id_confidence}
-            for f in result.faces
-        ],
-    }
