@@ -187,7 +187,7 @@ def test_many_clients_get_whole_records_while_the_sensor_publishes(fresh: Rig) -
 
     def publisher() -> None:
         i = 0
-        while not stop.is_set():
+        while not stop.wait(0.0005):  # far faster than a camera, without hogging the GIL
             i += 1
             faces = tuple(PersonFace((i % 50, 0, 60 + i % 100, 60), i % 101, bool(i & 1))
                           for _ in range(i % 5))
@@ -199,7 +199,7 @@ def test_many_clients_get_whole_records_while_the_sensor_publishes(fresh: Rig) -
     def reader() -> None:
         try:
             with fresh.connect() as s:
-                for _ in range(300):
+                for _ in range(150):
                     status, data = transact(s, Request.read(SENSOR_ADDRESS, 39))
                     assert status == Status.ACK
                     seen.append(data)
@@ -216,7 +216,7 @@ def test_many_clients_get_whole_records_while_the_sensor_publishes(fresh: Rig) -
     stop.set()
     pub.join()
     assert not errors
-    assert len(seen) == 8 * 300
+    assert len(seen) == 8 * 150
     for data in seen:
         assert int.from_bytes(data[37:], "little") == crc16_ccitt_false(data[:37])
         assert data in published
