@@ -205,3 +205,45 @@ def test_cli_watch_follows_the_sensor_and_gives_up_when_it_goes() -> None:
     lines = err.strip().splitlines()
     assert lines[-1].startswith("mlsensors: error: virtual bus")
     assert "Traceback" not in err
+
+
+def test_vendor_style_40_byte_read_over_the_bus(served) -> None:
+    """The vendor's Python decoding (native alignment) of a 40-byte read from our bus."""
+    import struct
+
+    _hub, _control, _device, bus = served
+    with PersonSensorClient(bus) as sensor:
+        fields = struct.unpack("BBH" + "B" + "BBBBBBbB" * 4 + "H", sensor.read_raw(40))
+    num_faces = fields[3]
+    faces = [fields[4 + 8 * i: 12 + 8 * i] for i in range(num_faces)]
+    assert faces == [(f.confidence, *f.box, f.id_confidence, f.id, int(f.is_facing))
+                     for f in FACES[:2]]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"\x07\x00\x00", b"\x00\x00\x05abc", b"\x00\x00\x27" + bytes(39), b""],
+)
+def test_a_broken_server_gives_protocol_errors(reply: bytes) -> None:
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(reply)
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    try:
+        with PersonSensorClient(f"tcp:127.0.0.1:{port}", timeout=2) as sensor, pytest.raises(
+            ProtocolError
+        ):
+            sensor.read_results()  # bad status, short data, bad checksum, closed
+    finally:
+        thread.join(5)
+        listener.close()

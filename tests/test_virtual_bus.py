@@ -162,8 +162,15 @@ def test_malformed_frame_closes_only_that_connection(fresh: Rig, garbage: bytes)
     assert fresh.control.calls == []
 
 
+def wait_for_connections(server: VirtualBusServer, n: int) -> int:
+    deadline = time.monotonic() + 5
+    while server.connections != n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.connections
+
+
 def test_truncated_frames_and_dead_clients(fresh: Rig) -> None:
-    baseline = fresh.server.connections
+    assert wait_for_connections(fresh.server, 0) == 0  # earlier tests' clients are gone
     for cut in (b"\x62", b"\x62W\x00\x02\x01", b"\x62R"):
         s = fresh.connect()
         s.sendall(cut)
@@ -172,10 +179,7 @@ def test_truncated_frames_and_dead_clients(fresh: Rig) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     s.sendall(b"\x62W\x00")
     s.close()  # reset, not a clean close
-    deadline = time.monotonic() + 5
-    while fresh.server.connections > baseline and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert fresh.server.connections == baseline
+    assert wait_for_connections(fresh.server, 0) == 0
     assert fresh.control.calls == []
     with fresh.connect() as s:
         assert transact(s, Request.read(SENSOR_ADDRESS, 1)) == (Status.ACK, b"\x00")
@@ -241,10 +245,7 @@ def test_a_client_that_never_reads_is_dropped_without_stalling_others() -> None:
             while time.monotonic() - t0 < 1.0:
                 assert transact(good, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
                 rig.hub.publish(PersonResult(time.time()))
-        deadline = time.monotonic() + 5
-        while rig.server.connections > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert rig.server.connections == 0  # the stuck one was dropped
+        assert wait_for_connections(rig.server, 0) == 0  # the stuck one was dropped
         stuck.close()
         sender.join(5)
     finally:
