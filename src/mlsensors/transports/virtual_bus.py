@@ -5,7 +5,7 @@ written for a SEN21231 talk to this sensor through a thin shim that turns its I2
 transactions into the frames of i2c_frames.py. The server runs an asyncio loop on its
 own thread:
 
-- any number of clients, each served by its own task;
+- any number of clients, each an asyncio protocol (one callback per request);
 - a read takes the record from one hub snapshot (immutable bytes), so it is consistent
   and never waits for the sensor; the sensor never waits for the bus either (the
   server only reads the hub's latest value, it does not subscribe);
@@ -69,12 +69,12 @@ class VirtualBusServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._connections: set[_Connection] = set()
 
     @property
     def connections(self) -> int:
         """Clients connected right now."""
-        return len(self._tasks)
+        return len(self._connections)
 
     def start(self) -> BusAddress:
         """Bind and serve on a background thread; returns the bound address."""
@@ -131,52 +131,100 @@ class VirtualBusServer:
             await self._stopping.wait()
         finally:
             server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for connection in list(self._connections):
+                connection.abort()
+            await asyncio.sleep(0)  # let connection_lost run
             await server.wait_closed()
             if self.requested.kind == "unix":
                 with contextlib.suppress(OSError):
                     os.unlink(self.requested.path)
 
     async def _listen(self) -> asyncio.AbstractServer:
+        loop = asyncio.get_running_loop()
         req = self.requested
         if req.kind == "tcp":
-            server = await asyncio.start_server(self._serve, req.host, req.port)
+            server = await loop.create_server(self._connection, req.host, req.port)
             host, port = server.sockets[0].getsockname()[:2]
             self.address = BusAddress("tcp", host=host, port=port)
             return server
         _remove_stale_socket(req.path)
-        server = await asyncio.start_unix_server(self._serve, req.path)
+        server = await loop.create_unix_server(self._connection, req.path)
         self.address = req
         return server
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        sock = writer.get_extra_info("socket")
+    def _connection(self) -> _Connection:
+        return _Connection(self)
+
+
+class _Connection(asyncio.Protocol):
+    """One client. A protocol rather than a stream task: a read costs one callback."""
+
+    def __init__(self, server: VirtualBusServer) -> None:
+        self.server = server
+        self.target = server.target
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server._connections.add(self)
+        sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        buf = self.buffer
+        buf += data
+        replies = []
+        pos = 0
         try:
-            while True:
-                address, op, length = parse_request_header(
-                    await reader.readexactly(REQUEST_HEADER.size)
-                )
-                data = await reader.readexactly(length) if op == WRITE else b""
-                response = self.target.transact(Request(address, op, length, data))
-                writer.write(encode_response(response))
-                if writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                    await asyncio.wait_for(writer.drain(), self.write_timeout)
+            while len(buf) - pos >= REQUEST_HEADER.size:
+                address, op, length = parse_request_header(bytes(buf[pos:pos + 4]))
+                payload = b""
+                if op == WRITE:
+                    if len(buf) - pos - 4 < length:
+                        break  # the rest of this write is still on its way
+                    payload = bytes(buf[pos + 4:pos + 4 + length])
+                pos += 4 + len(payload)
+                response = self.target.transact(Request(address, op, length, payload))
+                replies.append(encode_response(response))
         except ProtocolError as e:
             log.info("virtual bus: closing a connection: %s", e)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-            pass  # the client left, cut a frame short, or stopped reading
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            transport.write(b"".join(replies))
+            transport.close()  # after the replies already owed
+            return
+        del buf[:pos]
+        if replies:
+            transport.write(b"".join(replies))
+
+    def pause_writing(self) -> None:
+        """The client is not reading its replies: stop reading its requests, and drop it
+        unless it catches up within write_timeout."""
+        assert self.transport is not None
+        self.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.server.write_timeout, self.abort)
+
+    def resume_writing(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.server._connections.discard(self)
 
 
 def _remove_stale_socket(path: str) -> None:
