@@ -10,13 +10,17 @@ while each client process reads and fully decodes the
 39-byte record (checksum verified) through PersonSensorClient, first flat out
 (throughput), then paced to 1,000 reads/s in total (latency at the target load).
 Prints reads per second and transaction latency percentiles per transport and client
-count, against the targets of issue 3 (>= 1,000 reads/s, p99 <= 1 ms).
+count, against the targets of issue 3 (>= 1,000 reads/s, p99 <= 1 ms), beside a
+"floor": a bare asyncio server and socket client doing no work, measured in the same
+run, so that the machine's own scheduling noise can be told apart from the bus's.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
+import socket
 import statistics
 import tempfile
 import threading
@@ -47,6 +51,50 @@ def _publisher(hub: Hub, rate: float, stop: threading.Event) -> None:
         hub.publish(PersonResult(time.time(), faces, i))
 
 
+_FLOOR_REPLY = b"\x00\x00\x27" + bytes(39)
+
+
+class _FloorProtocol(asyncio.Protocol):
+    """The least a server on this machine can do: a fixed reply per 4-byte request."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP,
+                                                      socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(_FLOOR_REPLY * (len(data) // 4))
+
+
+def _start_floor() -> tuple[str, asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    server = asyncio.run_coroutine_threadsafe(
+        loop.create_server(_FloorProtocol, "127.0.0.1", 0), loop).result()
+    return f"floor:127.0.0.1:{server.sockets[0].getsockname()[1]}", loop
+
+
+class _RawClient:
+    """A bare socket client for the floor: send a read, receive 42 bytes, no decoding."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.split(":")[1:]
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def read_results(self) -> None:
+        self.sock.sendall(b"\x62R\x00\x27")
+        got = 0
+        while got < len(_FLOOR_REPLY):
+            got += len(self.sock.recv(len(_FLOOR_REPLY) - got))
+
+    def __enter__(self) -> _RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
 def _client(address: str, seconds: float, interval: float, start, results) -> None:
     """One client process (clients are other programs, with their own interpreter).
 
@@ -54,7 +102,8 @@ def _client(address: str, seconds: float, interval: float, start, results) -> No
     latency is measured at a given load rather than in a queue of our own making.
     """
     out = []
-    with PersonSensorClient(address) as sensor:
+    opener = _RawClient if address.startswith("floor:") else PersonSensorClient
+    with opener(address) as sensor:
         sensor.read_results()  # connect and warm up
         start.wait()
         end = time.perf_counter() + seconds
@@ -130,6 +179,14 @@ def main() -> None:
             before = hub.snapshot().sequence
             print(f"{'transport':9} {'clients':>7} {'load':>9} {'reads/s':>9} {'x target':>8} "
                   f"{'p50 ms':>7} {'p99 ms':>7} {'p99/target':>10}")
+            floor, floor_loop = _start_floor()
+            for load in (0.0, TARGET_READS):
+                rate, p50, p99 = run(floor, 1, args.seconds, load)
+                label = f"{load:,.0f}/s" if load else "flat out"
+                print(f"{'floor':9} {1:>7} {label:>9} {rate:>9,.0f} "
+                      f"{rate / TARGET_READS:>8.1f} {p50:>7.3f} {p99:>7.3f} "
+                      f"{p99 / TARGET_P99_MS:>10.2f}")
+            floor_loop.call_soon_threadsafe(floor_loop.stop)
             for server in servers:
                 for n in args.clients:
                     for load in (0.0, TARGET_READS):
@@ -145,6 +202,8 @@ def main() -> None:
             stop.set()
             pub.join(10)
     what = f"sensor on {args.source}" if args.source else "synthetic"
+    print("floor: a bare asyncio TCP server sending a fixed 42-byte reply, read by a bare "
+          "socket client:\nwhat this machine gives any server right now.")
     print(f"results published meanwhile: {published} "
           f"(~{args.rate:g}/s requested, {what}); targets: >= {TARGET_READS:,.0f} reads/s, "
           f"p99 <= {TARGET_P99_MS} ms")
