@@ -196,7 +196,6 @@ class PiBscTarget:
         self._hardware = hardware
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unsubscribe = None
 
     def start(self) -> None:
         if self._hardware is None:
