@@ -92,7 +92,7 @@ class Gallery:
         self.threshold = float(threshold)
         self._vectors: dict[int, np.ndarray] = {}
 
-    def _check_id(self, id_: int) -> int:
+    def check_id(self, id_: int) -> int:
         if isinstance(id_, bool) or not isinstance(id_, (int, np.integer)):
             raise InputError(f"an ID is an integer, got {id_!r}")
         if not 0 <= id_ < self.num_ids:
@@ -105,7 +105,7 @@ class Gallery:
 
     def embeddings(self, id_: int) -> np.ndarray:
         """A copy of the embeddings stored for `id_`, shape (n, 128); n = 0 if none."""
-        got = self._vectors.get(self._check_id(id_))
+        got = self._vectors.get(self.check_id(id_))
         return np.empty((0, EMBEDDING_DIM), np.float32) if got is None else got.copy()
 
     def __len__(self) -> int:
@@ -113,7 +113,7 @@ class Gallery:
 
     def set(self, id_: int, embeddings) -> None:
         """Make `embeddings` (the newest last) the whole of `id_`: what calibration does."""
-        id_ = self._check_id(id_)
+        id_ = self.check_id(id_)
         rows = [as_embedding(e) for e in embeddings]
         if not rows:
             raise InputError(f"no embeddings given for ID {id_}")
@@ -122,7 +122,7 @@ class Gallery:
 
     def add(self, id_: int, embedding) -> None:
         """Append one embedding to `id_`, dropping its oldest beyond `max_per_id`."""
-        id_ = self._check_id(id_)
+        id_ = self.check_id(id_)
         row = as_embedding(embedding)[None]
         old = self._vectors.get(id_)
         new = row if old is None else np.concatenate([old, row])[-self.max_per_id:]
@@ -132,7 +132,7 @@ class Gallery:
 
     def remove(self, id_: int) -> None:
         """Forget `id_`, zeroing its vectors first so the numbers do not linger in memory."""
-        old = self._vectors.pop(self._check_id(id_), None)
+        old = self._vectors.pop(self.check_id(id_), None)
         if old is not None:
             old.fill(0.0)
 

@@ -20,7 +20,7 @@ Layout (version 1), little-endian:
     16  n  body: the payload, or nonce(12) ‖ AESGCM(payload, aad = bytes 0..15)
     16+n 32 SHA-256 of bytes 0 .. 16+n
 
-    payload: u16 num_ids, u16 dim, u16 max_per_id, u16 reserved, f32 threshold,
+    payload: u16 num_ids, u16 dim, u16 max_per_id, u16 reserved, f64 threshold,
              u32 count, count × u16 id, count × dim × f32 embedding
 
 The checksum sits outside the seal so that damage ("corrupt") is told apart from a
@@ -47,7 +47,7 @@ MAGIC = b"MLSGALRY"
 VERSION = 1
 FLAG_SEALED = 0x01
 _HEADER = struct.Struct("<8sBBHI")
-_PAYLOAD_HEAD = struct.Struct("<HHHHfI")
+_PAYLOAD_HEAD = struct.Struct("<HHHHdI")
 _DIGEST = 32
 _NONCE = 12
 KEY_BYTES = 32

@@ -133,7 +133,7 @@ class TrackIdentifier:
 
     def calibrate(self, id_: int) -> None:
         """Learn the largest face of the next ~1.5 s as `id_` (replacing what it held)."""
-        self.gallery._check_id(id_)
+        self.gallery.check_id(id_)
         with self._lock:
             self._requests.append(("calibrate", id_))
 

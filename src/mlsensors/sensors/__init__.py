@@ -1,0 +1,1 @@
+"""The sensor's stages after detection: tracking, identification, the ID gallery."""
