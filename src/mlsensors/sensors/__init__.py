@@ -1,1 +1,1 @@
-"""The sensor's stages after detection: tracking, identification, the ID gallery."""
+"""Sensors: loops that turn a stream of frames into a stream of high-level results."""

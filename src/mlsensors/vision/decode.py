@@ -61,11 +61,10 @@ def decode(
         )
     if not 0.0 < score_threshold < 1.0:
         raise InputError(f"score threshold {score_threshold} is outside (0, 1)")
-    logits = np.clip(raw_scores, -SCORE_CLIP, SCORE_CLIP)
-    keep = np.flatnonzero(logits >= _logit(score_threshold))
+    keep = np.flatnonzero(raw_scores >= _logit(score_threshold))
     if keep.size == 0:
         return Candidates.empty()
-    scores = 1.0 / (1.0 + np.exp(-logits[keep]))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores[keep], -SCORE_CLIP, SCORE_CLIP)))
     keep = keep[scores >= score_threshold]
     scores = scores[scores >= score_threshold]
     values = raw_boxes[keep] / np.float32(input_size)

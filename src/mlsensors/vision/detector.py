@@ -41,6 +41,14 @@ OPTIONS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class RawOutput:
+    """The network's two output tensors for one pass: regressors and score logits."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
 class FaceDetector:
     """Finds faces in RGB uint8 images; reusable, not thread-safe (one per thread).
 
@@ -67,11 +75,11 @@ class FaceDetector:
         self.options = DetectorOptions(base.model_file, base.anchors, threshold,
                                        base.iou_threshold)
         store = store or ModelStore()
-        self._model = TfliteModel(store.load_bytes(self.options.model_file), threads)
+        self.model = TfliteModel(store.load_bytes(self.options.model_file), threads)
         self._anchors = generate_anchors(self.options.anchors)
         size = self.options.anchors.input_size
-        if self._model.input_shape != (1, size, size, 3):
-            raise ModelError(f"{self.options.model_file} has input {self._model.input_shape}, "
+        if self.model.input_shape != (1, size, size, 3):
+            raise ModelError(f"{self.options.model_file} has input {self.model.input_shape}, "
                              f"expected (1, {size}, {size}, 3)")
         self._boxes_name, self._scores_name = self._output_names()
 
@@ -81,13 +89,13 @@ class FaceDetector:
 
     def _output_names(self) -> tuple[str, str]:
         boxes = scores = None
-        for name, shape in self._model.output_shapes.items():
+        for name, shape in self.model.output_shapes.items():
             if shape[-1] == VALUES_PER_ANCHOR:
                 boxes = name
             elif shape[-1] == 1:
                 scores = name
         if boxes is None or scores is None:
-            raise ModelError(f"unexpected detector outputs {self._model.output_shapes}")
+            raise ModelError(f"unexpected detector outputs {self.model.output_shapes}")
         return boxes, scores
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -109,21 +117,25 @@ class FaceDetector:
     def run(self, image: np.ndarray) -> Candidates:
         """One pass of the model over `image`: candidates in its pixels, not yet merged."""
         box = self.prepare(image)
-        return to_pixels(self.invoke(), box)
+        return to_pixels(self.decode(self.infer()), box)
 
     def prepare(self, image: np.ndarray) -> Letterbox:
         """Stage 1: letterbox the image straight into the model's input tensor."""
-        view = self._model.input_view()
+        view = self.model.input_view()
         try:
             return letterbox_into(image, view)
         finally:
             del view
 
-    def invoke(self) -> Candidates:
-        """Stages 2 and 3: run the model and decode its raw output (square-input units)."""
-        out = self._model.invoke()
-        return decode(out[self._boxes_name], out[self._scores_name], self._anchors,
-                      self.input_size, self.options.score_threshold)
+    def infer(self) -> RawOutput:
+        """Stage 2: run the network on the prepared input."""
+        out = self.model.invoke()
+        return RawOutput(out[self._boxes_name], out[self._scores_name])
+
+    def decode(self, raw: RawOutput) -> Candidates:
+        """Stage 3: raw tensors → candidates relative to the square input."""
+        return decode(raw.boxes, raw.scores, self._anchors, self.input_size,
+                      self.options.score_threshold)
 
     def finish(self, candidates: Candidates, width: int, height: int) -> list[Face]:
         """Stage 4: merge overlapping candidates and make Face objects."""

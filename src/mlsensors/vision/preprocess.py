@@ -1,7 +1,7 @@
 """Letterbox an RGB image into the model's square input, scaled to [-1, 1], in one pass.
 
-The image is resized keeping its aspect ratio, centred, and the border is black (which
-is -1 after scaling). Resize and float conversion are fused: the resized uint8 pixels
+The image is resized keeping its aspect ratio (see `shrink`), centred, and the border is
+black (which is -1 after scaling). Resize and float conversion are fused: the resized uint8 pixels
 go through a 256-entry lookup table straight into the (preallocated) input tensor, so
 no full-size float image is ever made. `Letterbox` records the geometry so that boxes
 and keypoints can be mapped back to pixels of the original image.
@@ -16,7 +16,8 @@ import numpy as np
 
 from mlsensors.errors import InputError
 
-_TO_UNIT_RANGE = (np.arange(256, dtype=np.float32) / np.float32(127.5)) - np.float32(1.0)
+_TO_UNIT_RANGE = ((np.arange(256, dtype=np.float32) / np.float32(127.5)) - np.float32(1.0)
+                  ).reshape(256, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,18 +63,37 @@ def check_image(image: np.ndarray) -> None:
         raise InputError(f"image has zero size {image.shape[1]}×{image.shape[0]}")
 
 
+def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to width×height without aliasing, fast.
+
+    Bilinear alone (what MediaPipe uses) aliases when shrinking by more than 2×, and
+    OpenCV's area filter is slow for fractional factors. So: halve with the area filter
+    (its fast path: an exact 2×2 box average) while the image is still at least twice
+    the target, then finish with bilinear over a factor below 2.
+    """
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2),
+                           interpolation=cv2.INTER_AREA)
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def letterbox_into(image: np.ndarray, out: np.ndarray) -> Letterbox:
     """Write `image` letterboxed into `out` (size × size × 3 float32); return the geometry."""
     check_image(image)
     size = out.shape[0]
     box = Letterbox.fit(image.shape[1], image.shape[0], size)
-    interpolation = cv2.INTER_AREA if box.width < image.shape[1] else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (box.width, box.height), interpolation=interpolation)
+    resized = shrink(image, box.width, box.height)
     top, left = box.top, box.left
     bottom, right = top + box.height, left + box.width
     out[:top] = -1.0
     out[bottom:] = -1.0
     out[top:bottom, :left] = -1.0
     out[top:bottom, right:] = -1.0
-    np.take(_TO_UNIT_RANGE, resized, out=out[top:bottom, left:right], mode="clip")
+    content = out[top:bottom, left:right]
+    if content.flags.c_contiguous:
+        cv2.LUT(resized, _TO_UNIT_RANGE, dst=content)
+    else:
+        content[...] = cv2.LUT(resized, _TO_UNIT_RANGE)
     return box

@@ -36,7 +36,7 @@ def weighted_nms(
 ) -> Candidates:
     """Merge overlapping candidates; output sorted by score, highest first."""
     n = len(candidates)
-    if n == 0:
+    if n <= 1:
         return candidates
     order = np.argsort(-candidates.scores, kind="stable")
     boxes = candidates.boxes[order]
