@@ -253,3 +253,42 @@ def test_cli_enroll_and_match(data_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         assert what in err and "Traceback" not in err
     assert Path(gallery).read_bytes() == before
+
+
+def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, identifier):
+    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+    from mlsensors.sensors.identify import TrackIdentifier
+
+    ex = data_dir / "faces" / "face_recognition_examples"
+    obama, other = read_image(ex / "obama-480p.jpg"), read_image(ex / "obama2.jpg")
+    options = IdOptions(gallery=tmp_path / "g.bin", persist=True, in_process=True)
+    stage = IdentityStage(options, store=model_store)
+    detect = identifier.detector.detect
+    stage.calibrate(3)
+    faces = detect(obama)
+    for k in range(20):
+        stage.process(obama, faces, k * 0.1)
+    assert stage.identifier.last_calibration.ok
+    assert stage.gallery.ids() == [3] and (tmp_path / "g.bin").exists()
+    stage.close()
+
+    again = IdentityStage(options, store=model_store)
+    assert again.problem is None and again.gallery.ids() == [3]
+    faces = detect(other)
+    got = [again.process(other, faces, k * 0.1)[0] for k in range(3)]
+    assert got[-1].resolved and got[-1].id == 3 and got[-1].id_confidence > 50
+    assert isinstance(again.identifier, TrackIdentifier)
+    again.erase()
+    assert not (tmp_path / "g.bin").exists()
+    assert again.process(other, faces, 1.0)[0].id == UNKNOWN
+
+
+def test_stage_starts_empty_on_a_bad_gallery_and_keeps_it(tmp_path, model_store):
+    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+
+    (tmp_path / "g.bin").write_bytes(b"MLSGALRY\x01\x00\x00\x00garbage")
+    stage = IdentityStage(IdOptions(gallery=tmp_path / "g.bin", in_process=True),
+                          store=model_store)
+    assert "truncated" in stage.problem and len(stage.gallery) == 0
+    kept = [p for p in tmp_path.iterdir() if ".bad-" in p.name]
+    assert len(kept) == 1 and kept[0].read_bytes().endswith(b"garbage")
