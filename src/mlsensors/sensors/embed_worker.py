@@ -3,9 +3,9 @@
 dlib holds the GIL for the whole ~100 ms of a descriptor (measured: a 1 ms ticker
 thread stalls for ~90 ms), so a worker *thread* would freeze the detection loop on every
 embedding. `ProcessWorker` therefore runs the embedder in one child process at a lower
-priority; what crosses over is a small crop around the face (`embed.crop_around`), never
-the frame, and only on this machine. `InlineWorker` computes synchronously and
-deterministically, for tests and one-shot tools.
+priority (`embed_child`); what crosses over, through a pipe, is a small crop around the
+face (`embed.crop_around`), never the frame, and never leaves this machine.
+`InlineWorker` computes synchronously and deterministically, for tests and tools.
 
 Both have the same shape: `submit(tag, crop)` when `idle`, then `poll()` returns the
 finished (tag, vector or error) results. One job at a time: the scheduler decides what
@@ -14,18 +14,20 @@ is most worth embedding at the moment the worker becomes free, so no backlog bui
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import queue
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlsensors.errors import MlsensorsError
-from mlsensors.vision.embed import Crop, FaceEmbedder
+from mlsensors.vision.embed import EMBEDDING_DIM, Crop, FaceEmbedder
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,104 +67,144 @@ class InlineWorker:
         pass
 
 
-_embedder: FaceEmbedder | None = None
-
-
-def _child_init(model_dir: str | None, jitter: int, niceness: int) -> None:
-    global _embedder
-    from mlsensors.models import ModelStore
-
-    if niceness:
-        with contextlib.suppress(OSError):
-            os.nice(niceness)
-    _embedder = FaceEmbedder(ModelStore(model_dir), jitter=jitter)
-
-
-def _child_embed(crop: Crop | None) -> np.ndarray | None:
-    if crop is None:
-        return None
-    assert _embedder is not None
-    return _embedder.embed_crop(crop)
-
-
 class ProcessWorker:
-    """Embeds in one child process (spawned, models loaded once, niced by `niceness`)."""
+    """Embeds in one child process (`embed_child`), models loaded once, niced.
+
+    A helper thread here writes the crop and waits for the reply, so the caller never
+    blocks; that thread sleeps in pipe I/O with the GIL released. If the child dies, the
+    job in flight fails and the next submit starts a new child.
+    """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
-                 niceness: int = 5) -> None:
+                 niceness: int = 10) -> None:
         from mlsensors.models import ModelStore
         from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
 
         store = ModelStore(model_dir)
         store.path(SHAPE_MODEL)
         store.path(RECOGNITION_MODEL)
-        self._args = (None if model_dir is None else str(model_dir), int(jitter), niceness)
+        self._cmd = [sys.executable, "-m", "mlsensors.sensors.embed_child",
+                     "--jitter", str(int(jitter)), "--nice", str(int(niceness))]
+        if model_dir is not None:
+            self._cmd += ["--model-dir", str(model_dir)]
         self.error = ""
-        """Why the worker stopped, if it did (it then stays busy and embeds nothing)."""
-        self._pool: ProcessPoolExecutor | None = None
-        self._inflight: tuple[Any, Future] | None = None
-        self._warmup: Future | None = None
+        """Why the last job or start failed, for the sensor's status."""
         self.count = 0
-        self._start()
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue = queue.Queue()
+        self._done: list[EmbedResult] = []
+        self._busy = True  # until the child reports ready
+        self._ready = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._serve, name="embed-worker", daemon=True)
+        self._thread.start()
 
-    def _start(self) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_child_init, initargs=self._args,
-        )
-        self._warmup = self._pool.submit(_child_embed, None)
+    def _spawn(self) -> subprocess.Popen:
+        import mlsensors
+
+        env = dict(os.environ)
+        here = str(Path(mlsensors.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env=env, close_fds=True)
+        if proc.stdout.read(1) != b"R":
+            proc.kill()
+            proc.wait()
+            raise OSError(f"embedding worker exited during start (status {proc.returncode})")
+        return proc
+
+    def _serve(self) -> None:
+        from mlsensors.sensors.embed_child import ERROR, REQUEST, _read
+
+        while True:
+            if self._proc is None or self._proc.poll() is not None:
+                try:
+                    self._proc = self._spawn()
+                except OSError as e:
+                    with self._lock:
+                        self.error = str(e)
+                        self._busy = False
+                    self._ready.set()
+                    return
+                with self._lock:
+                    self._busy = False
+                self._ready.set()
+            job = self._jobs.get()
+            if job is None:
+                break
+            tag, crop = job
+            h, w = crop.image.shape[:2]
+            try:
+                self._proc.stdin.write(REQUEST.pack(h, w, *crop.box) + crop.image.tobytes())
+                self._proc.stdin.flush()
+                kind = _read(self._proc.stdout, 1)
+                if kind == b"V":
+                    vec = np.frombuffer(_read(self._proc.stdout, 4 * EMBEDDING_DIM), "<f4")
+                    result = EmbedResult(tag, vec.astype(np.float32))
+                elif kind == b"E":
+                    (n,) = ERROR.unpack(_read(self._proc.stdout, ERROR.size))
+                    result = EmbedResult(tag, None, _read(self._proc.stdout, n).decode())
+                else:
+                    raise OSError("embedding worker exited")
+            except (OSError, TypeError, ValueError) as e:
+                self._proc.kill()
+                self._proc.wait()
+                result = EmbedResult(tag, None, f"embedding worker failed: {e}")
+            with self._lock:
+                self._done.append(result)
+                self._busy = False
+                if result.error:
+                    self.error = result.error
+        self._stop_child()
+
+    def _stop_child(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.stdin.close()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     @property
     def ready(self) -> bool:
-        """True once the child has loaded its models."""
-        return self._warmup is None or self._warmup.done()
+        """True once the child has loaded its models (or failed to)."""
+        return self._ready.is_set()
 
     @property
     def idle(self) -> bool:
-        return self._inflight is None and self.ready and self._pool is not None
+        with self._lock:
+            return not self._busy and self._thread.is_alive()
 
     def submit(self, tag: Any, crop: Crop) -> None:
-        if self._inflight is not None:
-            raise RuntimeError("embedding worker is busy; submit only when idle")
-        assert self._pool is not None
-        self.count += 1
-        self._inflight = (tag, self._pool.submit(_child_embed, crop))
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job in flight (or the warm-up) finishes; True if it did."""
-        from concurrent.futures import wait
-
-        futures = [f for f in (self._warmup, self._inflight and self._inflight[1]) if f]
-        if not futures:
-            return True
-        done, _ = wait(futures, timeout)
-        return len(done) == len(futures)
+        with self._lock:
+            if self._busy:
+                raise RuntimeError("embedding worker is busy; submit only when idle")
+            self._busy = True
+            self.count += 1
+        self._jobs.put((tag, crop))
 
     def poll(self) -> list[EmbedResult]:
-        if self._warmup is not None and self._warmup.done():
-            error = self._warmup.exception()
-            self._warmup = None
-            if error is not None:
-                self.error = f"the embedding worker could not start: {error}"
-                self.close()
-                return []
-        if self._inflight is None or not self._inflight[1].done():
-            return []
-        tag, fut = self._inflight
-        self._inflight = None
-        error = fut.exception()
-        if error is None:
-            return [EmbedResult(tag, fut.result())]
-        if isinstance(error, BrokenProcessPool):
-            self._restart()
-        return [EmbedResult(tag, None, str(error) or type(error).__name__)]
+        with self._lock:
+            done, self._done = self._done, []
+        return done
 
-    def _restart(self) -> None:
-        self.close()
-        self._start()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the child is ready and no job is in flight; True if so in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._ready.wait(timeout):
+            return False
+        while True:
+            with self._lock:
+                if not self._busy:
+                    return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-        self._inflight = None
+        """Stop the child (it exits on end of input); pending results are dropped."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(10)

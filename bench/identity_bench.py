@@ -1,0 +1,163 @@
+"""Identification cost: detection FPS with 0, 1 and 2 identified faces, embedding ms, ID latency.
+
+The sensor loop (detect → track → identify, embeddings in the worker process) runs on
+three 640×480 pictures from the test data: no face, one face, two faces, whose people
+are enrolled. Scenarios are interleaved in blocks within one run so that the ratios
+survive a noisy, shared machine; the target is FPS(2 faces) ≥ 0.8 × FPS(0 faces) once
+the IDs are resolved. Then: ms per embedding (in this process), and the latency from a
+face appearing to its ID being reported (1 face, and 2 faces at once), with the
+worker process warm.
+
+    PYTHONPATH=src .venv/bin/python bench/identity_bench.py [--data ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mlsensors.sensors.face_identifier import FaceIdentifier
+from mlsensors.sensors.gallery import Gallery
+from mlsensors.sensors.gallery_file import GalleryFile
+from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+from mlsensors.sources import read_image
+from mlsensors.vision.detector import FaceDetector
+
+
+def fit(image: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
+    """Scale to fit 640×480 and pad with grey (what a camera frame would be)."""
+    s = min(width / image.shape[1], height / image.shape[0])
+    small = cv2.resize(image, (round(image.shape[1] * s), round(image.shape[0] * s)),
+                       interpolation=cv2.INTER_AREA)
+    out = np.full((height, width, 3), 110, np.uint8)
+    y, x = (height - small.shape[0]) // 2, (width - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return out
+
+
+def run_block(detector, stage, image, seconds: float, now0: float) -> tuple[int, float, list]:
+    frames, start = 0, time.perf_counter()
+    ids = []
+    while time.perf_counter() - start < seconds:
+        faces = detector.detect(image)
+        ids = stage.process(image, faces, now0 + time.perf_counter() - start)
+        frames += 1
+    return frames, time.perf_counter() - start, ids
+
+
+def latency(detector, stage, image, want: int, rounds: int) -> list[float]:
+    """Seconds from a face's first frame to all `want` faces reported resolved."""
+    blank = np.full_like(image, 110)
+    out = []
+    for _ in range(rounds):
+        for _ in range(4):  # end the previous tracks
+            stage.process(blank, [], time.monotonic())
+        stage.identifier.worker.wait(5)
+        start = time.perf_counter()
+        while True:
+            ids = stage.process(image, detector.detect(image), time.monotonic())
+            if len(ids) >= want and all(i.resolved and i.id >= 0 for i in ids):
+                break
+            if time.perf_counter() - start > 10:
+                raise SystemExit("IDs not resolved within 10 s")
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent
+                        / "shared" / "data")
+    parser.add_argument("--block", type=float, default=3.0, help="seconds per block")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ex = args.data / "faces" / "face_recognition_examples"
+    knn = ex / "knn_examples" / "train"
+
+    ident = FaceIdentifier(Gallery())
+    ident.enroll(0, [read_image(p) for p in sorted((knn / "obama").iterdir())])
+    ident.enroll(1, [read_image(p) for p in sorted((knn / "biden").iterdir())])
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    GalleryFile(tmp / "g.bin").save(ident.gallery)
+
+    pictures = {
+        0: fit(read_image(args.data / "faces" / "dlib_training" / "dogs.jpg")),
+        1: fit(read_image(ex / "obama-720p.jpg")),
+        2: fit(read_image(ex / "two_people.jpg")),
+    }
+    detector = FaceDetector("full")
+    for n, img in pictures.items():
+        got = len(detector.detect(img))
+        if got != n:
+            raise SystemExit(f"picture for {n} faces has {got} detections")
+    stages = {n: IdentityStage(IdOptions(gallery=tmp / "g.bin")) for n in pictures}
+    stages["bare"] = None
+    for st in stages.values():
+        if st is not None:
+            st.identifier.worker.wait(60)
+
+    # warm up: let every scenario resolve its faces
+    for n, img in pictures.items():
+        run_block(detector, stages[n], img, 1.5, 0.0)
+        _, _, ids = run_block(detector, stages[n], img, 0.5, 1.5)
+        assert all(i.resolved for i in ids) and len(ids) == n, ids
+
+    fps: dict[object, list[float]] = {k: [] for k in stages}
+    embeds = {k: 0 for k in stages}
+    clock = 2.0
+    for _ in range(args.rounds):
+        for key, st in stages.items():
+            if st is None:
+                frames, start = 0, time.perf_counter()
+                while time.perf_counter() - start < args.block:
+                    detector.detect(pictures[0])
+                    frames += 1
+                fps[key].append(frames / (time.perf_counter() - start))
+                continue
+            before = st.identifier.worker.count
+            frames, secs, ids = run_block(detector, st, pictures[key], args.block, clock)
+            embeds[key] += st.identifier.worker.count - before
+            fps[key].append(frames / secs)
+        clock += args.block
+    base = statistics.median(fps[0])
+    print(f"640×480, {args.rounds} interleaved blocks of {args.block:.0f} s, median FPS "
+          f"(detect + track + identify; embeddings in the worker process):")
+    print(f"  detector alone, no identification : {statistics.median(fps['bare']):6.1f} "
+          f"FPS  ({statistics.median(fps['bare']) / base:.2f} × 0 faces)")
+    for n in pictures:
+        m = statistics.median(fps[n])
+        print(f"  {n} identified face(s)            : {m:6.1f} FPS  ({m / base:.2f} × 0 faces)"
+              f"  embeddings in {args.rounds * args.block:.0f} s: {embeds[n]}")
+
+    img = pictures[2]
+    faces = detector.detect(img)
+    times = []
+    for _ in range(8):
+        start = time.perf_counter()
+        ident.embedder.embed(img, faces[0].box)
+        times.append((time.perf_counter() - start) * 1000)
+    detect_ms = 1000.0 / base
+    emb = statistics.median(times)
+    print(f"embedding: {emb:.0f} ms median of 8 (= {emb / detect_ms:.1f} detector frames)")
+
+    for n, rounds in ((1, 5), (2, 3)):
+        lat = latency(detector, stages[n], pictures[n], n, rounds)
+        print(f"ID latency, {n} new face(s): median {statistics.median(lat) * 1000:.0f} ms, "
+              f"worst {max(lat) * 1000:.0f} ms of {rounds} (= {max(lat) * 1000 / emb:.1f} "
+              f"embeddings)")
+    for st in stages.values():
+        if st is not None:
+            st.close()
+    GalleryFile(tmp / "g.bin").erase()
+    tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()
