@@ -76,7 +76,7 @@ class ProcessWorker:
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
-                 niceness: int = 10) -> None:
+                 niceness: int = 0) -> None:
         from mlsensors.models import ModelStore
         from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
 

@@ -32,6 +32,10 @@ class IdOptions:
     """Save the gallery after every calibration (the Person Sensor's PERSIST_IDS)."""
     num_ids: int = DEFAULT_NUM_IDS
     refresh_s: float = REFRESH_S
+    worker_niceness: int = 0
+    """Added to the embedding process's niceness. 0: embeddings share the CPU fairly with
+    detection (IDs come fast, the loop slows while a face is unresolved); higher values
+    favour the detection loop and make IDs slower on a busy CPU (bench/identity_bench.py)."""
     in_process: bool = False
     """Embed in the calling thread (blocks ~100 ms per embedding; for tests and tools)."""
 
@@ -52,7 +56,8 @@ class IdentityStage:
             else:
                 from mlsensors.sensors.embed_worker import ProcessWorker
 
-                worker = ProcessWorker(None if store is None else store.root)
+                worker = ProcessWorker(None if store is None else store.root,
+                                       niceness=options.worker_niceness)
         self.tracker = Tracker()
         self.identifier = TrackIdentifier(
             gallery, worker, gallery_file=self.gallery_file, persist=options.persist,
