@@ -292,3 +292,30 @@ def test_stage_starts_empty_on_a_bad_gallery_and_keeps_it(tmp_path, model_store)
     assert "truncated" in stage.problem and len(stage.gallery) == 0
     kept = [p for p in tmp_path.iterdir() if ".bad-" in p.name]
     assert len(kept) == 1 and kept[0].read_bytes().endswith(b"garbage")
+
+
+def test_process_worker_survives_a_dead_child_and_bad_crops(data_dir, identifier, model_store):
+    from mlsensors.sensors.embed_worker import ProcessWorker
+    from mlsensors.vision.embed import Crop, crop_around
+
+    img = read_image(data_dir / "faces" / "face_recognition_examples" / "obama.jpg")
+    crop = crop_around(img, identifier.detector.detect(img)[0].box)
+    worker = ProcessWorker(model_store.root)
+    try:
+        assert worker.wait(60)
+        worker._proc.kill()
+        worker._proc.wait()
+        worker.submit("dead", crop)
+        assert worker.wait(60)
+        (res,) = worker.poll()
+        assert res.vector is None and "worker" in res.error
+        worker.submit("bad", Crop(crop.image, (5000, 5000, 6000, 6000)))
+        assert worker.wait(60)
+        (res,) = worker.poll()
+        assert res.vector is None and "outside" in res.error
+        worker.submit("good", crop)
+        assert worker.wait(60)
+        (res,) = worker.poll()
+        assert res.vector is not None and res.vector.shape == (128,)
+    finally:
+        worker.close()

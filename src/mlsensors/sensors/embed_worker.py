@@ -93,7 +93,8 @@ class ProcessWorker:
         self._lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._done: list[EmbedResult] = []
-        self._busy = True  # until the child reports ready
+        self._busy = False
+        self._starting = True
         self._ready = threading.Event()
         self._proc: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._serve, name="embed-worker", daemon=True)
@@ -118,16 +119,19 @@ class ProcessWorker:
 
         while True:
             if self._proc is None or self._proc.poll() is not None:
+                with self._lock:
+                    self._starting = True
                 try:
                     self._proc = self._spawn()
                 except OSError as e:
                     with self._lock:
                         self.error = str(e)
-                        self._busy = False
+                        self._starting = False
+                        self._busy = True  # for good: nothing more will be embedded
                     self._ready.set()
                     return
                 with self._lock:
-                    self._busy = False
+                    self._starting = False
                 self._ready.set()
             job = self._jobs.get()
             if job is None:
@@ -175,7 +179,7 @@ class ProcessWorker:
     @property
     def idle(self) -> bool:
         with self._lock:
-            return not self._busy and self._thread.is_alive()
+            return not self._busy and not self._starting and self._thread.is_alive()
 
     def submit(self, tag: Any, crop: Crop) -> None:
         with self._lock:
@@ -197,8 +201,10 @@ class ProcessWorker:
             return False
         while True:
             with self._lock:
-                if not self._busy:
+                if not self._busy and not self._starting:
                     return True
+                if not self._thread.is_alive():
+                    return False
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.002)
