@@ -181,3 +181,32 @@ def test_erase_forgets_memory_and_file_at_once(tmp_path):
     ident.erase()
     assert len(ident.gallery) == 0 and not gf.path.exists()
     assert run(ident, tracker, [[face(100)]] * 3, t0=1.0)[-1][0].id == UNKNOWN
+
+
+def test_calibration_gives_up_when_no_embedding_succeeds():
+    class FailingWorker(ScriptedWorker):
+        def submit(self, tag, crop):
+            self.calls.append(tag)
+            self._done.append(EmbedResult(tag, None, "face box lies outside"))
+
+    w = FailingWorker({})
+    ident = TrackIdentifier(gallery(), w)
+    tracker = Tracker()
+    ident.calibrate(2)
+    got = run(ident, tracker, [[face(100)]] * 60)
+    assert ident.last_calibration is not None and not ident.last_calibration.ok
+    assert "no embedding" in ident.last_calibration.reason
+    assert 2 in ident.gallery.ids() and len(ident.gallery.embeddings(2)) == 1  # untouched
+    assert all(g[0].id == UNKNOWN and not g[0].resolved for g in got)
+
+
+def test_a_face_that_cannot_be_embedded_is_retried_with_back_off():
+    class FailingWorker(ScriptedWorker):
+        def submit(self, tag, crop):
+            self.calls.append(tag)
+            self._done.append(EmbedResult(tag, None, "no landmarks"))
+
+    w = FailingWorker({})
+    ident = TrackIdentifier(gallery(), w)
+    run(ident, Tracker(), [[face(100)]] * 100)  # 10 s at 10 FPS
+    assert 4 <= len(w.calls) <= 12

@@ -39,6 +39,8 @@ CHANGE_SCALE = 1.4
 CALIBRATION_S = 1.5
 CALIBRATION_SAMPLES = 5
 CALIBRATION_MAX_MISSES = 2
+CALIBRATION_GIVE_UP_S = 3.0
+"""Seconds past the calibration window to wait for a first sample before giving up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class _TrackState:
     vectors: deque = field(default_factory=lambda: deque(maxlen=VOTE_WINDOW))
     matches: deque = field(default_factory=lambda: deque(maxlen=VOTE_WINDOW))
     pending: bool = False
+    failures: int = 0
     embeds: int = 0
     last_time: float = -1e18
     last_size: float = 0.0
@@ -85,7 +88,6 @@ class _Calibration:
     samples: list = field(default_factory=list)
     misses: int = 0
     pending: bool = False
-    last_sample: float = -1e18
 
 
 def _face_size(t: TrackedFace) -> float:
@@ -210,7 +212,9 @@ class TrackIdentifier:
                 continue
             st.pending = False
             if res.vector is None:
+                st.failures += 1
                 continue
+            st.failures = 0
             st.vectors.append(res.vector)
             st.matches.append(self.gallery.match(res.vector))
             self._decide(st)
@@ -267,6 +271,11 @@ class TrackIdentifier:
             return
         cal.misses = 0
         done = now - cal.started >= self.calibration_s or len(cal.samples) >= CALIBRATION_SAMPLES
+        if not cal.samples and now - cal.started > self.calibration_s + CALIBRATION_GIVE_UP_S:
+            self.last_calibration = CalibrationResult(
+                cal.id, False, 0, "no embedding could be made of the face; discarded")
+            self._calibration = None
+            return
         if done and not cal.pending and cal.samples:
             self.gallery.set(cal.id, cal.samples)
             self.last_calibration = CalibrationResult(cal.id, True, len(cal.samples))
@@ -281,6 +290,8 @@ class TrackIdentifier:
         st = self._states[t.track_id]
         if st.pending:
             return None
+        if st.failures and now - st.last_time < min(2.0, 0.1 * 2 ** st.failures):
+            return None  # back off from a face that cannot be embedded
         if not st.resolved or st.contested:
             return 0
         size = _face_size(t)
@@ -300,7 +311,7 @@ class TrackIdentifier:
         if cal is not None and not cal.pending and len(cal.samples) < CALIBRATION_SAMPLES:
             for t in tracks.faces:
                 if t.track_id == cal.track_id:
-                    cal.pending, cal.last_sample = True, now
+                    cal.pending = True
                     self.worker.submit(("cal", cal.id), crop_around(image, t.face.box))
                     return
         best = None
