@@ -8,11 +8,14 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlsensors.cli.main import main
 from mlsensors.errors import InputError, StateError
 from mlsensors.sensors.gallery import THRESHOLD, UNKNOWN, Gallery, confidence
 from mlsensors.sensors.gallery_file import (
+    MAGIC,
     GalleryFile,
     decode,
     default_gallery_path,
@@ -172,3 +175,41 @@ def test_cli_list_and_erase_on_garbage(tmp_path, capsys):
     assert '"samples": 2' in capsys.readouterr().out
     assert main(["id", "erase", "--gallery", str(path)]) == 0
     assert not path.exists()
+
+_VALID = encode(full_gallery())
+_KEY = bytes(range(32))
+_SEALED = encode(full_gallery(), _KEY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.binary(max_size=300).map(lambda b: MAGIC + b"\x01" + b),
+    st.integers(0, len(_VALID)).map(lambda n: _VALID[:n]),
+))
+def test_any_bytes_give_a_gallery_or_a_state_error(data):
+    try:
+        decode(data, _KEY)
+    except StateError as e:
+        assert str(e).startswith("gallery")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, len(_SEALED) - 1), st.integers(1, 255), st.booleans())
+def test_any_flipped_byte_is_caught(pos, flip, sealed):
+    data = bytearray(_SEALED if sealed else _VALID)
+    pos %= len(data)
+    data[pos] ^= flip
+    with pytest.raises(StateError):
+        decode(bytes(data), _KEY)
+
+
+def test_checksummed_but_wrong_payload_is_corrupt_not_a_crash():
+    import hashlib
+    import struct
+
+    payload = struct.pack("<HHHHdI", 8, 128, 8, 0, 0.52, 1) + struct.pack("<H", 9)
+    payload += b"\0" * 512
+    data = struct.pack("<8sBBHI", MAGIC, 1, 0, 0, len(payload)) + payload
+    with pytest.raises(StateError, match=r"corrupt.*outside 0–7"):
+        decode(data + hashlib.sha256(data).digest())
