@@ -210,3 +210,14 @@ def test_a_face_that_cannot_be_embedded_is_retried_with_back_off():
     ident = TrackIdentifier(gallery(), w)
     run(ident, Tracker(), [[face(100)]] * 100)  # 10 s at 10 FPS
     assert 4 <= len(w.calls) <= 12
+
+
+def test_disabled_identifier_embeds_nothing_and_reports_minus_one():
+    w = ScriptedWorker({0: lambda n: vec(1)})
+    ident = TrackIdentifier(gallery(), w)
+    ident.enabled = False
+    tracker = Tracker()
+    got = run(ident, tracker, [[face(100)]] * 10)
+    assert w.calls == [] and all(g[0].id == UNKNOWN for g in got)
+    ident.enabled = True
+    assert run(ident, tracker, [[face(100)]] * 3, t0=2.0)[-1][0].id == 1

@@ -2,7 +2,8 @@
 
 One object for PersonSensor to hold: per frame it takes the image and the detector's
 faces and returns each face's ID and id_confidence; per missing frame it is told so;
-the Person Sensor's ID registers map onto `calibrate`, `set_persist` and `erase`.
+the Person Sensor's ID registers map onto `set_enabled`, `calibrate`, `set_persist` and
+`erase`.
 Starting never fails because of the stored gallery: a bad file is moved aside and the
 reason kept in `problem` for the sensor's status.
 """
@@ -75,6 +76,10 @@ class IdentityStage:
     def gap(self) -> None:
         """The source had no picture (or an undecodable one) for this frame."""
         self.identifier.skip(self.tracker.skip())
+
+    def set_enabled(self, on: bool) -> None:
+        """ENABLE_ID: off → no embeddings at all, every face reported with id −1."""
+        self.identifier.enabled = bool(on)
 
     def calibrate(self, id_: int) -> None:
         """CALIBRATE_ID: learn the largest face of the next ~1.5 s as `id_`."""

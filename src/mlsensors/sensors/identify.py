@@ -128,6 +128,8 @@ class TrackIdentifier:
         self._states: dict[int, _TrackState] = {}
         self._calibration: _Calibration | None = None
         self._requests: list = []
+        self.enabled = True
+        """False: tracks are followed but nothing is embedded and every ID is −1."""
         self.last_calibration: CalibrationResult | None = None
         self._lock = threading.RLock()
 
@@ -171,6 +173,9 @@ class TrackIdentifier:
         """Identities for `tracks.faces`, in their order. Never blocks on an embedding."""
         with self._lock:
             self._forget(tracks.ended)
+            if not self.enabled:
+                self._collect()
+                return [TrackIdentity(t.track_id, UNKNOWN, 0, False, 0) for t in tracks.faces]
             for kind, arg in self._requests:
                 if kind == "calibrate":
                     self._calibration = _Calibration(arg, now)
