@@ -65,3 +65,31 @@ def test_far_jump_or_big_size_change_starts_a_new_track():
     tr2 = Tracker()
     tid2 = tr2.update([face(100, 100, 40)]).faces[0].track_id
     assert tr2.update([face(100, 100, 120)]).faces[0].track_id != tid2
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 7), st.integers(0, 5)), min_size=1, max_size=4,
+             unique_by=lambda c: c[0]),
+    st.lists(st.tuples(st.integers(-6, 6), st.integers(-6, 6)), min_size=30, max_size=30),
+    st.sets(st.integers(0, 29), max_size=6),
+)
+def test_separated_moving_faces_keep_their_ids_through_drops(cells, moves, dropped):
+    """Faces on a 8×6 grid of 100 px cells, jittering ±6 px a frame, some frames lost."""
+    dropped = {d for d in dropped if d + 1 not in dropped or d + 2 not in dropped}
+    tr = Tracker()
+    ids = None
+    for k, (dx, dy) in enumerate(moves):
+        if k in dropped and k > 0:
+            tr.skip()
+            continue
+        faces = [face(50 + 100 * cx + dx, 50 + 100 * cy + dy, 60) for cx, cy in cells]
+        got = tr.update(faces).faces
+        now = [t.track_id for t in got]
+        if ids is None:
+            ids = now
+        assert now == ids

@@ -96,4 +96,11 @@ class IdentityStage:
         self.identifier.erase()
 
     def close(self) -> None:
+        """Stop the embedding process. Saves nothing: saving follows `persist`."""
         self.identifier.close()
+
+    def __enter__(self) -> IdentityStage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
