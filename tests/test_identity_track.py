@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mlsensors.sensors.track import Tracker, iou
 from mlsensors.types import Face
 
@@ -65,10 +68,6 @@ def test_far_jump_or_big_size_change_starts_a_new_track():
     tr2 = Tracker()
     tid2 = tr2.update([face(100, 100, 40)]).faces[0].track_id
     assert tr2.update([face(100, 100, 120)]).faces[0].track_id != tid2
-
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=100, deadline=None)
