@@ -340,3 +340,28 @@ def test_tight_crops_are_padded_like_the_calibration(data_dir, identifier, tmp_p
 
     rows = [json.loads(line)["faces"] for line in capsys.readouterr().out.splitlines()]
     assert [[f["id"] for f in r] for r in rows] == [[0], [-1]]
+
+
+def test_stage_with_worker_process_resolves_without_blocking(data_dir, knn_gallery, tmp_path,
+                                                           model_store, identifier):
+    import time
+
+    from mlsensors.sensors.gallery_file import GalleryFile
+    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+
+    GalleryFile(tmp_path / "g.bin").save(knn_gallery)
+    picture = read_image(data_dir / "faces" / "face_recognition_examples" / "obama-480p.jpg")
+    faces = identifier.detector.detect(picture)
+    with IdentityStage(IdOptions(gallery=tmp_path / "g.bin"), store=model_store) as stage:
+        assert stage.identifier.worker.wait(60)
+        returned_while_embedding, start = 0, time.monotonic()
+        while time.monotonic() - start < 20:
+            (who,) = stage.process(picture, faces, time.monotonic())
+            returned_while_embedding += not stage.identifier.worker.idle
+            if who.resolved:
+                break
+            time.sleep(0.01)
+        assert who.resolved and who.id == KNN_IDS["obama"] and who.id_confidence > 50
+        assert stage.identifier.worker.count == 2
+    # frames kept flowing while each embedding was being computed: nothing waited for it
+    assert returned_while_embedding >= 2
