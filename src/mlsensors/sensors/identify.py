@@ -211,6 +211,9 @@ class TrackIdentifier:
                     cal.pending = False
                     if res.vector is not None:
                         cal.samples.append(res.vector)
+                        st = self._states.get(cal.track_id)
+                        if st is not None:  # a sample is also a look at that track
+                            st.vectors.append(res.vector)
                 continue
             st = self._states.get(key)
             if st is None:
