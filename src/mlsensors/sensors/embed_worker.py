@@ -2,8 +2,8 @@
 
 dlib holds the GIL for the whole ~100 ms of a descriptor (measured: a 1 ms ticker
 thread stalls for ~90 ms), so a worker *thread* would freeze the detection loop on every
-embedding. `ProcessWorker` therefore runs the embedder in one child process at a lower
-priority (`embed_child`); what crosses over, through a pipe, is a small crop around the
+embedding. `ProcessWorker` therefore runs the embedder in one child process
+(`embed_child`, optionally niced); what crosses over, through a pipe, is a small crop around the
 face (`embed.crop_around`), never the frame, and never leaves this machine.
 `InlineWorker` computes synchronously and deterministically, for tests and tools.
 
@@ -68,7 +68,9 @@ class InlineWorker:
 
 
 class ProcessWorker:
-    """Embeds in one child process (`embed_child`), models loaded once, niced.
+    """Embeds in one child process (`embed_child`), models loaded once.
+
+    `niceness` is added to the child's (0 = same priority as the detection loop).
 
     A helper thread here writes the crop and waits for the reply, so the caller never
     blocks; that thread sleeps in pipe I/O with the GIL released. If the child dies, the
