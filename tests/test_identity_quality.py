@@ -63,6 +63,7 @@ def knn_gallery(data_dir, model_store) -> Gallery:
     return ident.gallery
 
 
+@pytest.mark.slow
 def test_orl_known_people_get_their_id(orl_embeddings):
     g = Gallery()
     for s in range(1, 9):
@@ -73,6 +74,7 @@ def test_orl_known_people_get_their_id(orl_embeddings):
     assert sum(results) / len(results) >= 0.98, f"{sum(results)}/72 correct"
 
 
+@pytest.mark.slow
 def test_orl_strangers_are_unknown(orl_embeddings):
     g = Gallery()
     for s in range(1, 9):
@@ -362,6 +364,6 @@ def test_stage_with_worker_process_resolves_without_blocking(data_dir, knn_galle
                 break
             time.sleep(0.01)
         assert who.resolved and who.id == KNN_IDS["obama"] and who.id_confidence > 50
-        assert stage.identifier.worker.count == 2
+        assert stage.identifier.worker.count in (1, 2)  # 1 when the first match is sure
     # frames kept flowing while each embedding was being computed: nothing waited for it
     assert returned_while_embedding >= 2

@@ -78,7 +78,7 @@ def run(ident, tracker, frames, t0=0.0, dt=0.1):
 
 def test_resolves_after_two_agreeing_votes_then_embeds_only_on_refresh():
     w = ScriptedWorker({0: lambda n: jitter(vec(2), n)})
-    ident = TrackIdentifier(gallery(), w, refresh_s=3.0)
+    ident = TrackIdentifier(gallery(), w, refresh_s=3.0, sure_distance=0.0)
     got = run(ident, Tracker(), [[face(100 + k)] for k in range(60)])
     assert got[0][0].id == UNKNOWN and not got[0][0].resolved
     assert got[1][0].id == 2 and got[1][0].resolved and got[1][0].id_confidence > 90
@@ -87,10 +87,25 @@ def test_resolves_after_two_agreeing_votes_then_embeds_only_on_refresh():
     assert len(w.calls) == 3
 
 
+def near(v: np.ndarray, d: float, seed: int) -> np.ndarray:
+    """A vector at exactly distance d from v."""
+    u = np.random.default_rng(seed).normal(size=128)
+    u -= u.dot(v) * v / v.dot(v)
+    return (v + d * u / np.linalg.norm(u)).astype(np.float32)
+
+
+def test_an_unmistakable_first_match_resolves_at_once_a_plausible_one_waits():
+    for distance, first_resolved in ((0.30, True), (0.45, False)):
+        w = ScriptedWorker({0: lambda n, d=distance: near(vec(2), d, n)})
+        got = run(TrackIdentifier(gallery(), w), Tracker(), [[face(100)]] * 3)
+        assert got[0][0].resolved is first_resolved
+        assert got[-1][0].resolved and got[-1][0].id == 2
+
+
 def test_one_odd_match_does_not_flip_the_id_but_a_real_change_does():
     seq = [vec(1)] * 3 + [vec(3)] + [vec(1)] * 4 + [vec(3)] * 6
     w = ScriptedWorker({0: lambda n: jitter(seq[min(n, len(seq) - 1)], n)})
-    ident = TrackIdentifier(gallery(), w, refresh_s=0.25)
+    ident = TrackIdentifier(gallery(), w, refresh_s=0.25, sure_distance=0.0)
     got = run(ident, Tracker(), [[face(100)] for _ in range(80)])
     reported = [g[0].id for g in got if g[0].resolved]
     first_change = next(i for i, r in enumerate(reported) if r != 1)
@@ -102,7 +117,7 @@ def test_one_odd_match_does_not_flip_the_id_but_a_real_change_does():
 def test_contested_track_is_re_embedded_at_once():
     seq = [vec(1), vec(1), vec(3), vec(1)]
     w = ScriptedWorker({0: lambda n: seq[min(n, 3)]})
-    ident = TrackIdentifier(gallery(), w, refresh_s=3.0)
+    ident = TrackIdentifier(gallery(), w, refresh_s=3.0, sure_distance=0.0)
     got = run(ident, Tracker(), [[face(100)] for _ in range(40)])
     # frame 31: refresh gives the odd vec(3) -> contested -> frame 32 re-embeds, back to 1
     assert len(w.calls) == 4 and all(g[0].id == 1 for g in got[1:])
@@ -118,7 +133,7 @@ def test_unknown_person_resolves_to_minus_one_and_is_not_embedded_continuously()
 
 def test_large_size_change_triggers_an_embedding():
     w = ScriptedWorker({0: lambda n: vec(0)})
-    ident = TrackIdentifier(gallery(), w, refresh_s=100.0)
+    ident = TrackIdentifier(gallery(), w, refresh_s=100.0, sure_distance=0.0)
     frames = [[face(300, size=80 + 4 * k)] for k in range(20)]
     run(ident, Tracker(), frames)
     assert len(w.calls) == 3  # 2 to resolve, 1 when 80 -> ≥ 112 px
@@ -126,7 +141,7 @@ def test_large_size_change_triggers_an_embedding():
 
 def test_two_tracks_served_in_turn_and_results_join_by_track():
     w = ScriptedWorker({0: lambda n: vec(0), 1: lambda n: vec(1)})
-    ident = TrackIdentifier(gallery(), w)
+    ident = TrackIdentifier(gallery(), w, sure_distance=0.0)
     got = run(ident, Tracker(), [[face(100), face(400)] for _ in range(6)])
     assert [(g.track_id, g.id) for g in got[-1]] == [(0, 0), (1, 1)]
     assert w.calls[:4] == [0, 1, 0, 1]
