@@ -14,10 +14,11 @@ Per frame the sensor hands over the frame and the tracker's update; this module
   `min_votes` and more votes than it. One odd match among lemons is outvoted, never
   reported.
 
-Worst-case latency from a face appearing to its ID being reported, with the worker
-idle: `min_votes` (2) embeddings back to back, ≈ 2 × 100 ms plus one frame, plus up
-to one embedding already in flight (100 ms): ≈ 0.35 s on this machine. With k new
-faces at once, they are served in turn: ≈ k × 0.2 s + 0.1 s. Measured figures are in
+Worst-case latency from a face appearing to its ID being reported: for k faces
+appearing together, (2k + 1) × T + one frame — `min_votes` (2) embeddings each, served
+in turn, plus one the worker may be finishing — with T the embedding time (~80 ms alone,
+~120 ms while a flat-out detection loop shares the 2 cores): ≤ 0.4 s for one face,
+≤ 1.1 s for four. A sure first match halves it. Measured figures are in
 docs/identification.md (bench/identity_bench.py).
 """
 
