@@ -158,9 +158,20 @@ def test_save_scrubs_previous_version_and_erase_scrubs_file(tmp_path):
     spy.unlink()
     gf.save(full_gallery())
     os.link(gf.path, spy)
-    assert gf.erase() is True
+    assert gf.erase() == [gf.path]
     assert not gf.path.exists() and vec(0).tobytes()[:16] not in spy.read_bytes()
-    assert gf.erase() is False
+    assert gf.erase() == []
+
+
+def test_erase_takes_files_set_aside_and_leftovers_too(tmp_path):
+    gf = GalleryFile(tmp_path / "g.bin")
+    gf.path.write_bytes(b"MLSGALRY" + vec(0).tobytes())
+    gf.load_or_empty()
+    gf.save(full_gallery())
+    (tmp_path / ".g.bin.tmp-999").write_bytes(vec(1).tobytes())
+    (tmp_path / "other.txt").write_text("not ours")
+    assert len(gf.erase()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.txt"]
 
 
 def test_cli_list_and_erase_on_garbage(tmp_path, capsys):

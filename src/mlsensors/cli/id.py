@@ -113,9 +113,10 @@ def _list(args) -> int:
 
 def _erase(args) -> int:
     gfile = _file(args)
-    if gfile.erase():
-        print(f"erased {gfile.path}")
-    else:
+    erased = gfile.erase()
+    for path in erased:
+        print(f"erased {path}")
+    if not erased:
         print(f"no gallery at {gfile.path}; nothing to erase")
     return 0
 

@@ -301,16 +301,21 @@ class GalleryFile:
         except OSError as e:
             raise StateError(f"cannot write gallery {self.path}: {e.strerror or e}") from None
 
-    def erase(self) -> bool:
-        """Scrub the file (and any leftovers of an interrupted save); True if one existed."""
-        existed = self.path.exists()
+    def erase(self) -> list[Path]:
+        """Scrub the gallery, leftovers of an interrupted save and files moved aside.
+
+        Files set aside by `load_or_empty` hold embeddings too, so an explicit erase takes
+        them as well. Returns the paths scrubbed (empty if there was nothing).
+        """
         folder = self.path.parent
+        if not folder.is_dir():
+            return []
+        victims = [p for p in (self.path, *folder.glob(f".{self.path.name}.*-*"),
+                               *folder.glob(f"{self.path.name}.bad-*")) if p.is_file()]
         try:
-            scrub(self.path)
-            if folder.is_dir():
-                for leftover in folder.glob(f".{self.path.name}.*-*"):
-                    scrub(leftover)
-                _fsync_dir(folder)
+            for victim in victims:
+                scrub(victim)
+            _fsync_dir(folder)
         except OSError as e:
             raise StateError(f"cannot erase gallery {self.path}: {e.strerror or e}") from None
-        return existed
+        return victims
