@@ -155,6 +155,7 @@ class TrackIdentifier:
         with self._lock:
             self.gallery.clear()
             self._calibration = None
+            self._requests.clear()
             for st in self._states.values():
                 for v in st.vectors:
                     v.fill(0.0)
