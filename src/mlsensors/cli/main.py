@@ -20,6 +20,7 @@ COMMANDS = (
     "models",
     "bench",
     "read",
+    "id",
 )
 """Modules of mlsensors.cli that provide a sub-command, in the order `--help` lists them."""
 

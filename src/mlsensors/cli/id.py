@@ -1,0 +1,130 @@
+"""`mlsensors id enroll|match|list|erase|keygen`: the ID gallery from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from mlsensors.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("id", help="enrol, match, list and erase face IDs (the gallery)")
+    isub = p.add_subparsers(dest="id_command", metavar="ACTION", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--gallery", type=Path, default=None,
+                       help="gallery file (default: $XDG_DATA_HOME/mlsensors/gallery.bin)")
+        q.add_argument("--key", type=Path, default=None,
+                       help="key file: encrypt the gallery at rest (make one with keygen)")
+
+    q = isub.add_parser("enroll", help="store the largest face of each image as ID N")
+    common(q)
+    q.add_argument("--id", type=int, required=True, help="the ID to (re)learn")
+    q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    q.set_defaults(run=_enroll)
+
+    q = isub.add_parser("match", help="identify every face of each image")
+    common(q)
+    q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    q.add_argument("--json", action="store_true", help="one JSON object per image")
+    q.set_defaults(run=_match)
+
+    q = isub.add_parser("list", help="show the IDs and how many samples each holds")
+    common(q)
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(run=_list)
+
+    q = isub.add_parser("erase", help="erase the gallery file (overwritten, then removed)")
+    common(q)
+    q.set_defaults(run=_erase)
+
+    q = isub.add_parser("keygen", help="write a new random key file (mode 0600)")
+    q.add_argument("keyfile", type=Path)
+    q.set_defaults(run=_keygen)
+
+
+def _file(args):
+    from mlsensors.sensors.gallery_file import GalleryFile
+
+    return GalleryFile(args.gallery, args.key)
+
+
+def _identifier(gallery):
+    from mlsensors.sensors.face_identifier import FaceIdentifier
+
+    return FaceIdentifier(gallery)
+
+
+def _enroll(args) -> int:
+    from mlsensors.sources import read_image
+
+    gfile = _file(args)
+    gallery = gfile.load()
+    gallery.check_id(args.id)
+    images = [read_image(p) for p in args.images]
+    _identifier(gallery).enroll(args.id, images, [str(p) for p in args.images])
+    gfile.save(gallery)
+    print(f"ID {args.id}: {len(images)} sample(s) stored in {gfile.path}")
+    return 0
+
+
+def _match(args) -> int:
+    from mlsensors.sources import read_image
+
+    gfile = _file(args)
+    gallery = gfile.load(missing_ok=False)
+    ident = _identifier(gallery)
+    for path in args.images:
+        faces = ident.identify(read_image(path))
+        rows = [{
+            "box": [round(v, 1) for v in f.face.box],
+            "id": f.id,
+            "id_confidence": f.id_confidence,
+            "distance": round(f.distance, 4) if math.isfinite(f.distance) else None,
+        } for f in faces]
+        if args.json:
+            print(json.dumps({"image": str(path), "faces": rows}))
+            continue
+        print(f"{path}: {len(rows)} face(s)")
+        for r in rows:
+            who = f"ID {r['id']}" if r["id"] >= 0 else "unknown"
+            print(f"  {who:8} confidence {r['id_confidence']:3}  distance {r['distance']}"
+                  f"  box {r['box']}")
+    return 0
+
+
+def _list(args) -> int:
+    gfile = _file(args)
+    gallery = gfile.load()
+    rows = [{"id": i, "samples": len(v)} for i, v in gallery.items()]
+    if args.json:
+        print(json.dumps({"gallery": str(gfile.path), "exists": gfile.exists(),
+                          "ids": rows, "threshold": gallery.threshold}))
+        return 0
+    if not rows:
+        print(f"{gfile.path}: no IDs" + ("" if gfile.exists() else " (no file)"))
+    for r in rows:
+        print(f"ID {r['id']}: {r['samples']} sample(s)")
+    return 0
+
+
+def _erase(args) -> int:
+    gfile = _file(args)
+    erased = gfile.erase()
+    for path in erased:
+        print(f"erased {path}")
+    if not erased:
+        print(f"no gallery at {gfile.path}; nothing to erase")
+    return 0
+
+
+def _keygen(args) -> int:
+    from mlsensors.sensors.gallery_file import write_new_key
+
+    if args.keyfile.is_dir():
+        raise InputError(f"{args.keyfile} is a folder")
+    print(f"key written to {write_new_key(args.keyfile)} (keep it apart from the gallery)")
+    return 0

@@ -1,0 +1,106 @@
+"""The identification stage of the sensor loop: tracker + identifier + stored gallery.
+
+One object for PersonSensor to hold: per frame it takes the image and the detector's
+faces and returns each face's ID and id_confidence; per missing frame it is told so;
+the Person Sensor's ID registers map onto `set_enabled`, `calibrate`, `set_persist` and
+`erase`.
+Starting never fails because of the stored gallery: a bad file is moved aside and the
+reason kept in `problem` for the sensor's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlsensors.sensors.gallery import DEFAULT_NUM_IDS
+from mlsensors.sensors.gallery_file import GalleryFile
+from mlsensors.sensors.identify import REFRESH_S, TrackIdentifier, TrackIdentity
+from mlsensors.sensors.track import Tracker
+from mlsensors.types import Face
+
+
+@dataclass(frozen=True, slots=True)
+class IdOptions:
+    gallery: Path | None = None
+    """Gallery file (None: $XDG_DATA_HOME/mlsensors/gallery.bin)."""
+    key_file: Path | None = None
+    """Encrypt the gallery at rest with this key (see `mlsensors id keygen`)."""
+    persist: bool = False
+    """Save the gallery after every calibration (the Person Sensor's PERSIST_IDS)."""
+    num_ids: int = DEFAULT_NUM_IDS
+    refresh_s: float = REFRESH_S
+    worker_niceness: int = 0
+    """Added to the embedding process's niceness. 0: embeddings share the CPU fairly with
+    detection (IDs come fast, the loop slows while a face is unresolved); higher values
+    favour the detection loop and make IDs slower on a busy CPU (bench/identity_bench.py)."""
+    in_process: bool = False
+    """Embed in the calling thread (blocks ~100 ms per embedding; for tests and tools)."""
+
+
+class IdentityStage:
+    """Track faces across frames and give each track a gallery ID. One per sensor."""
+
+    def __init__(self, options: IdOptions | None = None, *, store=None, worker=None) -> None:
+        self.options = options = options or IdOptions()
+        self.gallery_file = GalleryFile(options.gallery, options.key_file)
+        gallery, self.problem = self.gallery_file.load_or_empty(num_ids=options.num_ids)
+        if worker is None:
+            if options.in_process:
+                from mlsensors.sensors.embed_worker import InlineWorker
+                from mlsensors.vision.embed import FaceEmbedder
+
+                worker = InlineWorker(FaceEmbedder(store))
+            else:
+                from mlsensors.sensors.embed_worker import ProcessWorker
+
+                worker = ProcessWorker(None if store is None else store.root,
+                                       niceness=options.worker_niceness)
+        self.tracker = Tracker()
+        self.identifier = TrackIdentifier(
+            gallery, worker, gallery_file=self.gallery_file, persist=options.persist,
+            refresh_s=options.refresh_s,
+        )
+
+    @property
+    def gallery(self):
+        return self.identifier.gallery
+
+    def process(self, image: np.ndarray, faces: Sequence[Face], now: float) -> list[TrackIdentity]:
+        """Identities of `faces` (same order). `now`: the frame's monotonic timestamp."""
+        return self.identifier.update(image, self.tracker.update(faces), now)
+
+    def gap(self) -> None:
+        """The source had no picture (or an undecodable one) for this frame."""
+        self.identifier.skip(self.tracker.skip())
+
+    def set_enabled(self, on: bool) -> None:
+        """ENABLE_ID: off → no embeddings at all, every face reported with id −1."""
+        self.identifier.enabled = bool(on)
+
+    def calibrate(self, id_: int) -> None:
+        """CALIBRATE_ID: learn the largest face of the next ~1.5 s as `id_`."""
+        self.identifier.calibrate(id_)
+
+    def set_persist(self, on: bool) -> None:
+        """PERSIST_IDS: when switched on, the gallery is saved now and after each change."""
+        self.identifier.persist = bool(on)
+        if on:
+            self.identifier.save()
+
+    def erase(self) -> None:
+        """ERASE_IDS: memory and file, now."""
+        self.identifier.erase()
+
+    def close(self) -> None:
+        """Stop the embedding process. Saves nothing: saving follows `persist`."""
+        self.identifier.close()
+
+    def __enter__(self) -> IdentityStage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
