@@ -16,6 +16,7 @@ from mlsensors.errors import MlsensorsError
 
 COMMANDS = (
     "models",
+    "audit",
 )
 """Modules of mlsensors.cli that provide a sub-command, in the order `--help` lists them."""
 

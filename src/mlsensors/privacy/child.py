@@ -23,6 +23,7 @@ import socket
 import sys
 import sysconfig
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 
 from mlsensors.privacy.channel import (
@@ -61,6 +62,8 @@ class Probe:
     alloc_bytes: int = 0
     malformed: int = 1
     burst: int = 0
+    pause: float = 0.0
+    """Seconds to wait after the malformed frames, so that a guard tick sees them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class ChildConfig:
     memory_bytes: int = 0
     insecure: bool = False
     use_namespace: bool = True
+    use_seccomp: bool = True
     probe: Probe | None = None
     options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
@@ -132,6 +136,7 @@ def policy_for(config: ChildConfig) -> SealPolicy:
         device_paths=config.device_paths,
         memory_bytes=config.memory_bytes,
         use_namespace=config.use_namespace,
+        use_seccomp=config.use_seccomp,
     )
 
 
@@ -231,6 +236,7 @@ def run_probes(probe: Probe, channel: Channel) -> None:
         attempt(f"alloc {probe.alloc_bytes}", alloc)
     for _ in range(probe.malformed):
         channel.send(b"R" + bytes(range(39)))  # wrong checksum and fields
+    time.sleep(probe.pause)
     if probe.burst:
         from mlsensors.types import PersonResult
 

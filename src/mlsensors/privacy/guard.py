@@ -38,7 +38,7 @@ from mlsensors.privacy.channel import (
     decode_frame,
     encode_command,
 )
-from mlsensors.privacy.child import _THREAD_ENV, ChildConfig
+from mlsensors.privacy.child import _THREAD_ENV, EXIT_SEAL_FAILED, ChildConfig
 from mlsensors.privacy.logfilter import LogFilter
 from mlsensors.types import PersonResult
 
@@ -247,6 +247,13 @@ class Guard:
             if self._stop.is_set():
                 break
             ran = time.monotonic() - started
+            if self._totals.last_exit == EXIT_SEAL_FAILED:
+                status = self._status("fault", "the sensing process cannot be sealed on this "
+                                               "kernel; not restarting (see the log; "
+                                               "--insecure runs it unsealed)")
+                log.error("%s", status.detail)
+                self.hub.set_status(status)
+                return
             failures = 1 if ran >= self.timing.healthy_after else failures + 1
             delay = min(self.timing.backoff_max,
                         self.timing.backoff_first * 2 ** (failures - 1))
