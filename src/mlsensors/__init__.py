@@ -16,6 +16,7 @@ from mlsensors.types import Face, Frame, Keypoint, PersonFace, PersonResult
 
 __all__ = [
     "Face",
+    "FaceDetector",
     "Frame",
     "InputError",
     "Keypoint",
@@ -23,8 +24,23 @@ __all__ = [
     "ModelError",
     "PersonFace",
     "PersonResult",
+    "PersonSensor",
     "ProtocolError",
     "SourceError",
     "StateError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The detector and sensor pull in LiteRT and OpenCV; import them only when asked for,
+    # so that `import mlsensors` (types, errors, wire formats) stays light.
+    if name == "FaceDetector":
+        from mlsensors.vision.detector import FaceDetector
+
+        return FaceDetector
+    if name == "PersonSensor":
+        from mlsensors.sensors.person import PersonSensor
+
+        return PersonSensor
+    raise AttributeError(f"module 'mlsensors' has no attribute {name!r}")

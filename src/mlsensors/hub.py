@@ -23,8 +23,8 @@ from mlsensors.wire.record import pack_record
 class SensorStatus:
     """Health of the sensing side, published beside every result.
 
-    `state` is one of "starting", "running", "standby", "fault". In "fault" the sensor
-    reports no faces (never stale ones) until it recovers.
+    `state` is one of "starting", "running", "standby", "fault", "stopped". Outside
+    "running" and "standby" the sensor reports no faces (never stale ones).
     """
 
     state: str = "starting"
@@ -85,7 +85,7 @@ class Hub:
         """Change the status; a fault or standby clears the faces so nothing stale remains."""
         with self._lock:
             result = self._snapshot.result
-        if status.state in ("fault", "starting") and result.faces:
+        if status.state not in ("running", "standby") and result.faces:
             result = PersonResult(result.timestamp, (), result.frame_index)
         return self.publish(result, status)
 

@@ -15,7 +15,10 @@ import sys
 from mlsensors.errors import MlsensorsError
 
 COMMANDS = (
+    "detect",
+    "person",
     "models",
+    "bench",
     "audit",
 )
 """Modules of mlsensors.cli that provide a sub-command, in the order `--help` lists them."""

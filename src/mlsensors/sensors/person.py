@@ -1,0 +1,190 @@
+"""The Person Sensor loop: frames in, `PersonResult`s out, one per processed frame.
+
+source → detect (preprocess, model, decode, suppress) → [track → identify] → result
+
+`PersonSensor` is iterable (for scripts and `mlsensors person run`) and can also be run
+against a `Hub` (for `mlsensors serve`), where it publishes every result with a status
+and obeys the Person Sensor's register commands (mode, single shot, ...). Exactly one
+frame is alive at a time: nothing here queues pictures.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mlsensors.hub import Hub, SensorStatus
+from mlsensors.types import MAX_FACES, Face, Frame, PersonFace, PersonResult, SourceGap
+
+
+@dataclass(frozen=True, slots=True)
+class SensorOptions:
+    """How the sensor runs: which detector, how it is tuned, how fast it may go."""
+
+    model: str = "full"
+    score_threshold: float | None = None
+    threads: int | None = None
+    tiling: bool = True
+    max_fps: float | None = None
+    """Upper bound on processed frames per second (None: as fast as the source allows)."""
+
+
+def to_unit_255(value: float, extent: int) -> int:
+    """A pixel coordinate as the record's 0–255 fraction of the frame, clamped, rounded
+    half up."""
+    return int(min(max(value / extent, 0.0), 1.0) * 255 + 0.5)
+
+
+def person_face(face: Face, width: int, height: int) -> PersonFace:
+    """A detector Face in frame pixels → the record's PersonFace (no identity yet)."""
+    x0, y0, x1, y1 = face.box
+    return PersonFace(
+        box=(to_unit_255(x0, width), to_unit_255(y0, height),
+             to_unit_255(x1, width), to_unit_255(y1, height)),
+        confidence=max(0, min(100, round(face.score * 100))),
+        is_facing=face.facing,
+    )
+
+
+def largest_first(faces: list[Face], limit: int = MAX_FACES) -> list[Face]:
+    return sorted(faces, key=lambda f: f.area, reverse=True)[:limit]
+
+
+class FpsMeter:
+    """Frames per second as an exponential moving average of frame intervals."""
+
+    def __init__(self, smoothing: float = 0.1) -> None:
+        self.smoothing = smoothing
+        self.fps = 0.0
+        self._last: float | None = None
+
+    def tick(self, now: float) -> float:
+        if self._last is not None and now > self._last:
+            instant = 1.0 / (now - self._last)
+            self.fps = instant if self.fps == 0 else (
+                self.fps + self.smoothing * (instant - self.fps))
+        self._last = now
+        return self.fps
+
+    def reset(self) -> None:
+        self._last = None
+        self.fps = 0.0
+
+
+class PersonSensor:
+    """The sensor: a source and a detector, producing the Person Sensor's results."""
+
+    def __init__(self, source=None, options: SensorOptions | None = None, detector=None) -> None:
+        """`source` is a Source (anything with frames() and close()) or what
+        `open_source` accepts: None (camera, else demo), "demo", "camera:N", a path."""
+        from mlsensors.sources import open_source
+
+        self.options = options or SensorOptions()
+        if source is None or isinstance(source, str | os.PathLike):
+            source = open_source(source)
+        self.source = source
+        if detector is None:
+            from mlsensors.vision.detector import FaceDetector
+
+            detector = FaceDetector(self.options.model, threads=self.options.threads,
+                                    score_threshold=self.options.score_threshold,
+                                    tiling=self.options.tiling)
+        self.detector = detector
+        self.frames_processed = 0
+        self.fps = FpsMeter()
+        self._frames: Iterator[Frame | SourceGap] | None = None
+        self._continuous = threading.Event()
+        self._continuous.set()
+        self._single_shot = threading.Event()
+        self._wake = threading.Event()
+
+    def close(self) -> None:
+        self.source.close()
+
+    def __enter__(self) -> PersonSensor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def process(self, frame: Frame) -> PersonResult:
+        """Detect in one frame and make its result (the four largest faces)."""
+        faces = largest_first(self.detector.detect(frame.image))
+        self.frames_processed += 1
+        return PersonResult(
+            timestamp=time.time(),
+            faces=tuple(person_face(f, frame.width, frame.height) for f in faces),
+            frame_index=self.frames_processed - 1,
+        )
+
+    def _next_item(self) -> Frame | SourceGap | None:
+        if self._frames is None:
+            self._frames = iter(self.source.frames())
+        return next(self._frames, None)
+
+    def __iter__(self) -> Iterator[PersonResult]:
+        """One result per frame; a source gap yields an empty result (no stale faces)."""
+        while (item := self._next_item()) is not None:
+            if isinstance(item, SourceGap):
+                yield PersonResult(timestamp=time.time(), frame_index=self.frames_processed)
+                continue
+            yield self.process(item)
+            del item
+
+    # -- commands: the register writes of the Person Sensor ------------------------------
+
+    def set_continuous(self, on: bool) -> None:
+        """MODE register: 1 continuous (default), 0 standby (no frames are read)."""
+        if on:
+            self._continuous.set()
+        else:
+            self._continuous.clear()
+        self._wake.set()
+
+    def single_shot(self) -> None:
+        """SINGLE_SHOT register: process exactly one frame while in standby."""
+        self._single_shot.set()
+        self._wake.set()
+
+    # -- serving ---------------------------------------------------------------------
+
+    def run(self, hub: Hub, stop: threading.Event) -> None:
+        """Publish results into `hub` until `stop` is set or a finite source ends."""
+        min_interval = 1.0 / self.options.max_fps if self.options.max_fps else 0.0
+        hub.set_status(SensorStatus(state="starting"))
+        next_due = time.monotonic()
+        while not stop.is_set():
+            if not self._continuous.is_set() and not self._single_shot.is_set():
+                hub.set_status(self._status("standby"))
+                self.fps.reset()
+                self._wake.wait(0.5)
+                self._wake.clear()
+                continue
+            shot = self._single_shot.is_set()
+            self._single_shot.clear()
+            if min_interval and not shot:
+                delay = next_due - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+                next_due = max(next_due + min_interval, time.monotonic())
+            item = self._next_item()
+            if item is None:
+                break
+            if isinstance(item, SourceGap):
+                self.fps.reset()
+                hub.publish(PersonResult(time.time(), (), self.frames_processed),
+                            self._status("fault", item.reason))
+                continue
+            result = self.process(item)
+            del item
+            self.fps.tick(time.monotonic())
+            state = "running" if self._continuous.is_set() else "standby"
+            hub.publish(result, self._status(state))
+        hub.set_status(self._status("stopped"))
+
+    def _status(self, state: str, detail: str = "") -> SensorStatus:
+        return SensorStatus(state=state, fps=round(self.fps.fps, 2),
+                            frames=self.frames_processed, detail=detail)
