@@ -47,6 +47,10 @@ class ChildState(IntEnum):
     """The source has no picture (camera gone, end of file): the sensor reports no faces."""
     FAILED = 3
     """The child cannot go on (model refused, source cannot open); it is about to exit."""
+    STANDBY = 4
+    """Mode register 0: no frames are read until continuous mode or a single shot."""
+    ENDED = 5
+    """A finite source (file, folder) has no more frames; the child is about to exit."""
 
 
 class Reason(IntEnum):

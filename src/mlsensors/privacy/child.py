@@ -140,6 +140,16 @@ def policy_for(config: ChildConfig) -> SealPolicy:
     )
 
 
+_STATES = {
+    "starting": ChildState.STARTING,
+    "running": ChildState.RUNNING,
+    "standby": ChildState.STANDBY,
+    "fault": ChildState.NO_SOURCE,
+    "stopped": ChildState.ENDED,
+}
+"""The sensor loop's status states as the channel's closed set."""
+
+
 class Channel:
     """The child's end of the pipes: one frame per write, commands in a thread."""
 
@@ -148,6 +158,7 @@ class Channel:
         self.command_fd = command_fd
         self._lock = threading.Lock()
         self._last_state: ChildState | None = None
+        self._last_result = None
 
     def send(self, frame: bytes) -> None:
         with self._lock:
@@ -158,15 +169,19 @@ class Channel:
         self.send(encode_status(ChildStatus(state, reason)))
 
     def bridge(self, snapshot) -> None:
-        """Hub subscriber: results while running, otherwise the state (never stale faces)."""
-        state = snapshot.status.state
-        if state == "running":
-            self._last_state = ChildState.RUNNING
+        """Hub subscriber: each new result once, otherwise the state (never stale faces).
+
+        `Hub.set_status` republishes the current result object unchanged, so a result is
+        new exactly when it is a different object from the last one sent.
+        """
+        state = _STATES.get(snapshot.status.state, ChildState.NO_SOURCE)
+        if snapshot.result is not self._last_result and state in (
+                ChildState.RUNNING, ChildState.STANDBY):
+            self._last_result = snapshot.result
             self.send(encode_result(snapshot.result))
-        elif state == "starting":
-            self.status(ChildState.STARTING)
-        else:
-            self.status(ChildState.NO_SOURCE, Reason.SOURCE_GAP)
+        elif state != ChildState.RUNNING:
+            reason = Reason.SOURCE_GAP if state == ChildState.NO_SOURCE else Reason.NONE
+            self.status(state, reason)
 
     def serve_commands(self, hub, stop: threading.Event) -> threading.Thread:
         from mlsensors.hub import RegisterWrite

@@ -92,37 +92,60 @@ class GuardTiming:
 
 
 class _Inbox:
-    """The reader thread's side: one slot for the newest frame, counters for the rest."""
+    """The reader thread's side: the newest result and the newest status, counters for
+    the rest.
+
+    Two slots, so that a status written right after a result (a single shot followed by
+    "standby") does not hide the result; a status older than the pending result is
+    stale and dropped. Each tick still passes at most one of them.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.frame: bytes | None = None
+        self.result: tuple[int, bytes] | None = None
+        self.status: tuple[int, bytes] | None = None
         self.received = 0
         self.malformed = 0
         self.over_rate = 0
         self.eof = False
 
     def take(self) -> bytes | None:
+        """The frame for this tick: a pending result first, else a status not older
+        than the last result."""
         with self.lock:
-            frame, self.frame = self.frame, None
-            return frame
+            result, status = self.result, self.status
+            if result is not None:
+                self.result = None
+                if status is not None and status[0] < result[0]:
+                    self.status = None
+                    self.over_rate += 1
+                return result[1]
+            self.status = None
+            return status[1] if status is not None else None
 
     def feed(self, frames: bytes) -> None:
-        """Account for a whole number of frames; keep only the newest well-tagged one."""
+        """Account for a whole number of frames; keep the newest of each kind."""
         n = len(frames) // FRAME_SIZE
         tags = frames[0::FRAME_SIZE]
         good = tags.count(TAG_RESULT) + tags.count(TAG_STATUS)
-        newest = None
-        for i in range(n - 1, -1, -1):
-            if tags[i] in _GOOD_TAGS:
-                newest = frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE]
-                break
         with self.lock:
+            base = self.received
             self.received += n
             self.malformed += n - good
-            if newest is not None:
-                self.over_rate += good - 1 + (1 if self.frame is not None else 0)
-                self.frame = newest
+            kept = 0
+            for tag in _GOOD_TAGS:
+                i = tags.rfind(bytes([tag]))
+                if i < 0:
+                    continue
+                kept += 1
+                frame = (base + i, frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+                if tag == TAG_RESULT:
+                    self.over_rate += self.result is not None
+                    self.result = frame
+                else:
+                    self.over_rate += self.status is not None
+                    self.status = frame
+            self.over_rate += good - kept
 
 
 class Guard:
@@ -161,6 +184,7 @@ class Guard:
         self._restart_times: deque[float] = deque()
         self._publish_times: deque[float] = deque(maxlen=64)
         self._peak_rss_kb = 0
+        self._child_state = ChildState.STARTING
 
     # -- public ------------------------------------------------------------------
 
@@ -247,6 +271,9 @@ class Guard:
             if self._stop.is_set():
                 break
             ran = time.monotonic() - started
+            if self._totals.last_exit == 0 and self._child_state == ChildState.ENDED:
+                log.info("the source ended; the sensing process exited")
+                return
             if self._totals.last_exit == EXIT_SEAL_FAILED:
                 status = self._status("fault", "the sensing process cannot be sealed on this "
                                                "kernel; not restarting (see the log; "
@@ -295,6 +322,7 @@ class Guard:
         inbox = _Inbox()
         with self._lock:
             self._child, self._command_fd, self._inbox = child, command_w, inbox
+        self._child_state = ChildState.STARTING
         log.info("sealed sensing process started, pid %d", child.pid)
         readers = [
             threading.Thread(target=self._read_records, args=(record_r, inbox), daemon=True,
@@ -388,7 +416,14 @@ class Guard:
             result = PersonResult(time.time(), message.faces, self._published)
             self.hub.publish(result, self._status("running"))
             return
+        self._child_state = message.state
         if message.state == ChildState.RUNNING:
+            return
+        if message.state == ChildState.STANDBY:
+            self.hub.set_status(self._status("standby"))
+            return
+        if message.state == ChildState.ENDED:
+            self.hub.set_status(self._status("stopped", "the source has no more frames"))
             return
         if message.state == ChildState.STARTING:
             self.hub.set_status(self._status("starting", "sensing process starting"))

@@ -36,6 +36,8 @@ def device_paths(source: str | None) -> tuple[str, ...]:
     """The camera device nodes a source needs (read-write, for V4L2 ioctls)."""
     if source is None:
         return tuple(sorted(glob.glob("/dev/video*")))
+    if source.startswith("/dev/video"):
+        return (source,)
     if source.startswith("camera:"):
         index = source.partition(":")[2]
         if not index.isdigit():
