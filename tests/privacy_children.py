@@ -82,3 +82,15 @@ def noisy_logs(hub, stop, config):
     for i in range(100):
         print(f"line {i}", flush=True)
     steady(hub, stop, config)
+
+
+def echo_commands(hub, stop, config):
+    """Report the last register write as a face's confidence (register × 10 + value)."""
+    last = [50]
+    hub.set_controller(lambda write: last.__setitem__(0, write.register * 10 + write.value))
+    i = 0
+    while not stop.is_set():
+        i += 1
+        face = PersonFace((10, 20, 110, 140), min(100, last[0]), True)
+        hub.publish(PersonResult(time.time(), (face,), i), SensorStatus("running"))
+        time.sleep(0.02)

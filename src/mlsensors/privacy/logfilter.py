@@ -22,7 +22,7 @@ WINDOW = 60.0
 _DUMP = re.compile(
     r"array\(|\[\[|dtype=|"  # numpy reprs and nested lists
     r"(?:[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?[\s,;\]]+){6,}|"  # six numbers in a row
-    r"[A-Za-z0-9+=]{48,}|"  # a long base64 word
+    r"\b(?![0-9a-f]{64}\b)[A-Za-z0-9+=]{48,}|"  # a long base64 word (a SHA-256 may pass)
     r"(?:\\x[0-9a-fA-F]{2}){8,}",  # escaped bytes
 )
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
