@@ -73,7 +73,7 @@ def assert_within_rate(rec: Recorder, rate: float):
 
 
 def test_steady_child_is_published_at_the_capped_rate():
-    hub, rec, stats, elapsed, ns, _ = run_guard("steady", 3.0, rate=10.0)
+    hub, rec, stats, _elapsed, ns, _ = run_guard("steady", 3.0, rate=10.0)
     assert ns is not None and ns != os.readlink("/proc/self/ns/net")
     results = rec.results()
     assert len(results) >= 10
@@ -87,7 +87,7 @@ def test_steady_child_is_published_at_the_capped_rate():
 
 
 def test_flood_never_exceeds_the_rate():
-    hub, rec, stats, elapsed, _, _ = run_guard("flood", 2.5)
+    _hub, rec, stats, elapsed, _, _ = run_guard("flood", 2.5)
     assert_within_rate(rec, RATE)
     assert stats.published <= RATE * elapsed + 1
     assert stats.over_rate > 1000
@@ -95,7 +95,7 @@ def test_flood_never_exceeds_the_rate():
 
 @pytest.mark.parametrize("work", ["garbage", "hostile_fields"])
 def test_malformed_input_never_gets_through(work):
-    hub, rec, stats, elapsed, _, _ = run_guard(work, 2.5)
+    _hub, rec, stats, _elapsed, _, _ = run_guard(work, 2.5)
     assert stats.malformed > 0
     assert_within_rate(rec, RATE)
     for _, snap in rec.snaps:
@@ -105,7 +105,7 @@ def test_malformed_input_never_gets_through(work):
 
 
 def test_crash_goes_to_fault_without_stale_faces_and_restarts():
-    hub, rec, stats, _, _, _ = run_guard(
+    _hub, rec, stats, _, _, _ = run_guard(
         "crash_after_faces", 8.0, until=lambda g, h: g.stats().restarts >= 3)
     assert stats.crashes >= 3 and stats.restarts >= 3 and stats.last_exit == 9
     faults = [i for i, (_, s) in enumerate(rec.snaps) if s.status.state == "fault"]
@@ -121,7 +121,7 @@ def test_crash_goes_to_fault_without_stale_faces_and_restarts():
 
 
 def test_hang_is_killed_by_the_watchdog():
-    hub, rec, stats, _, _, _ = run_guard(
+    _hub, rec, stats, _, _, _ = run_guard(
         "hang_after_faces", 10.0, until=lambda g, h: g.stats().hangs >= 1)
     assert stats.hangs >= 1
     fault = [s for _, s in rec.snaps if s.status.state == "fault"]

@@ -107,7 +107,7 @@ def run_sealed(tmp_path, *, ns=True, seccomp=True, landlock=True, memory=512 << 
     existing.write_text("keep")
     listener = Listener()
     args = {
-        "reads": [str(allowed), "/proc", "/dev/null"], "code": list(code_paths()) + [SRC],
+        "reads": [str(allowed), "/proc", "/dev/null"], "code": [*list(code_paths()), SRC],
         "memory": memory, "ns": ns, "seccomp": seccomp, "landlock": landlock,
         "port": listener.port, "new_file": str(tmp_path / "new.bin"),
         "existing": str(existing), "allowed": str(allowed), "other": str(other),
