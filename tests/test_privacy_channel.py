@@ -153,3 +153,12 @@ def test_log_filter_drops_arrays_numbers_and_floods():
     passed = [filt.accept(f"line {i}".encode()) for i in range(BURST + 10)]
     assert sum(p is not None for p in passed) == BURST
     assert filt.dropped == 10
+
+
+def test_capacity_includes_the_log_side_channel():
+    from mlsensors.privacy.logfilter import LINE_MAX, WINDOW
+
+    cap = capacity(1.0)
+    assert cap.log_bits_per_second == pytest.approx(BURST / WINDOW * LINE_MAX * 6.585, rel=1e-3)
+    assert cap.seconds_per_frame_total < cap.seconds_per_frame
+    assert "logs" in cap.describe()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from mlsensors.errors import ProtocolError
+from mlsensors.privacy.logfilter import capacity_bits_per_second
 from mlsensors.types import MAX_FACES, PersonResult
 from mlsensors.wire.record import (
     MAX_ID,
@@ -141,11 +142,17 @@ class Capacity:
     bits_per_second: float
     frame_bits: int
     seconds_per_frame: float
+    log_bits_per_second: float
+    """The child's filtered stdout/stderr, the only other way out (see logfilter)."""
+    seconds_per_frame_total: float
+    """Time to leak one frame through records and logs together."""
 
     def describe(self) -> str:
-        return (f"≤ {self.bits_per_second:,.0f} bit/s at ≤ {self.max_rate:g} records/s "
-                f"({self.bits_per_record:.1f} bit per slot); one 320×320 8-bit frame "
-                f"takes ≥ {_human_seconds(self.seconds_per_frame)} to leak")
+        return (f"records ≤ {self.bits_per_second:,.0f} bit/s at ≤ {self.max_rate:g}/s "
+                f"({self.bits_per_record:.1f} bit per slot), logs ≤ "
+                f"{self.log_bits_per_second:,.0f} bit/s; one 320×320 8-bit frame takes ≥ "
+                f"{_human_seconds(self.seconds_per_frame)} to leak through the records, "
+                f"≥ {_human_seconds(self.seconds_per_frame_total)} through both")
 
 
 def _human_seconds(s: float) -> str:
@@ -186,4 +193,6 @@ def capacity(max_rate: float, frame_side: int = 320) -> Capacity:
     bits = math.log2(symbols)
     per_second = bits * max_rate
     frame_bits = frame_side * frame_side * 8
-    return Capacity(max_rate, symbols, bits, per_second, frame_bits, frame_bits / per_second)
+    logs = capacity_bits_per_second()
+    return Capacity(max_rate, symbols, bits, per_second, frame_bits, frame_bits / per_second,
+                    logs, frame_bits / (per_second + logs))

@@ -261,6 +261,17 @@ def run_probes(probe: Probe, channel: Channel) -> None:
     print("probe done", file=sys.stderr, flush=True)
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when the guard dies (no orphaned sensing)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() == 1:  # the guard died before the request took effect
+        os._exit(EXIT_FAILED)
+
+
 def load_work(spec: str):
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -268,6 +279,7 @@ def load_work(spec: str):
 
 def main(argv: list[str]) -> int:
     config = ChildConfig.from_json(argv[0])
+    _die_with_parent()
     channel = Channel(config.record_fd, config.command_fd)
     if not config.insecure:
         try:

@@ -10,13 +10,14 @@ logger and into a short ring buffer the audit reads.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import deque
 from typing import IO
 
 LINE_MAX = 160
-BURST = 20
+BURST = 10
 WINDOW = 60.0
 
 _DUMP = re.compile(
@@ -26,6 +27,12 @@ _DUMP = re.compile(
     r"(?:\\x[0-9a-fA-F]{2}){8,}",  # escaped bytes
 )
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def capacity_bits_per_second() -> float:
+    """Upper bound of the log side channel: BURST lines of LINE_MAX printable characters
+    (95 symbols, plus an end) per WINDOW seconds."""
+    return BURST / WINDOW * LINE_MAX * math.log2(96)
 
 
 def clean_line(raw: bytes) -> str | None:
