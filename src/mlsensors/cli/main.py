@@ -20,6 +20,7 @@ COMMANDS = (
     "models",
     "bench",
     "audit",
+    "datasheet",
 )
 """Modules of mlsensors.cli that provide a sub-command, in the order `--help` lists them."""
 

@@ -45,6 +45,9 @@ class AuditReport:
     capacity: Capacity
     stats: GuardStats
     log: tuple[str, ...] = field(default_factory=tuple)
+    peak_rss_kb: int = 0
+    vm_peak_kb: int = 0
+    memory_cap: int = 0
 
     @property
     def passed(self) -> bool:
@@ -217,8 +220,15 @@ def run_audit(
     checks.append(_model_check(detector))
     cap = capacity(max_rate)
     checks.append(Check("channel capacity", True, cap.describe()))
+    vm_peak = _kb(view.status.get("VmPeak", "")) if view is not None else 0
+    hwm = _kb(view.status.get("VmHWM", "")) if view is not None else 0
     return AuditReport(pid, max_rate, round(elapsed, 2), tuple(checks), cap, stats,
-                       tuple(lines))
+                       tuple(lines), max(peak_kb, hwm), vm_peak, memory_bytes)
+
+
+def _kb(text: str) -> int:
+    head = text.split()[:1]
+    return int(head[0]) if head and head[0].isdigit() else 0
 
 
 def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int) -> list[Check]:
