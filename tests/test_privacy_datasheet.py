@@ -31,6 +31,7 @@ def test_without_data_or_measurements_the_sheet_says_so():
     m = Measurements("now", "test machine", None, None, None, None,
                      ("detection recall/precision: no labelled data",))
     md = to_markdown(blocks(m))
+    assert "<svg" not in to_html(blocks(m))  # no plots without numbers
     assert "Not measured — detection recall/precision: no labelled data" in md
     assert "Not measured — the audit did not run" in md
     assert "precision 1.00" not in md

@@ -150,8 +150,8 @@ def _models() -> list[Block]:
               rows),
         Para("Limitations: the detector finds frontal and near-profile faces; small faces, "
              "strong backlight, heavy occlusion and extreme angles reduce recall (the "
-             "precision/recall figures below are measured on a small labelled set). Facing is a geometric estimate from "
-             "keypoints, not gaze."),
+             "precision/recall figures below are measured on a small labelled set). "
+             "Facing is a geometric estimate from keypoints, not gaze."),
         Heading("Dataset notes", 3),
         Table(("file", "training data, as described by its publisher"), notes),
     ]
