@@ -65,6 +65,8 @@ def open_source(
     if spec is None:
         return find_camera() or DemoSource(realtime=realtime)
     text = os.fspath(spec)
+    if not text.strip():
+        raise SourceError("empty source name (use demo, camera:N or a path)")
     if text == "demo":
         return DemoSource(realtime=realtime)
     if match := _CAMERA.fullmatch(text):

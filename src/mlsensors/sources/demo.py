@@ -50,8 +50,7 @@ def astronaut_path() -> Path:
         if candidate.is_file():
             return candidate
     raise SourceError(
-        "the demo needs astronaut.png from scikit-image, which was not found "
-        "(install scikit-image)"
+        "the demo needs astronaut.png from scikit-image, which was not found (install scikit-image)"
     )
 
 

@@ -77,9 +77,7 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
                 f"got values from {low:g} to {high:g}"
             )
         return (array * 255.0 + 0.5).astype(np.uint8)
-    raise InputError(
-        f"unsupported dtype {array.dtype} (expected uint8, uint16 or float in [0, 1])"
-    )
+    raise InputError(f"unsupported dtype {array.dtype} (expected uint8, uint16 or float in [0, 1])")
 
 
 def _composite_on_black(image: np.ndarray) -> np.ndarray:

@@ -23,8 +23,21 @@ from mlsensors.sources.frames import as_rgb
 from mlsensors.types import Frame
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".pgm", ".ppm", ".pbm", ".pnm",
-     ".tif", ".tiff", ".webp"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".pnm",
+        ".tif",
+        ".tiff",
+        ".webp",
+    }
 )
 """Files a folder source considers images; anything else in a folder is skipped."""
 
@@ -136,10 +149,15 @@ class ImageSource(Source):
         index = 0
         while not self.closed:
             image, self._first = self._first, None
-            if image is None:
-                image = read_image(self.path)
-            yield Frame(image, index, time.monotonic(), self.name)
+            frame = Frame(
+                read_image(self.path) if image is None else image,
+                index,
+                time.monotonic(),
+                self.name,
+            )
             del image
+            yield frame
+            del frame
             index += 1
             if not self.loop:
                 return
@@ -160,8 +178,7 @@ class FolderSource(Source):
         self.loop = loop
         if not list_images(self.path):
             raise SourceError(
-                f"{self.path}: folder contains no image files "
-                f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+                f"{self.path}: folder contains no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
 
     def frames(self) -> Iterator[Item]:
@@ -175,13 +192,13 @@ class FolderSource(Source):
                     image = read_image(file)
                 except MlsensorsError as error:
                     problem = str(error).removeprefix(f"{file}: ")
-                    yield UnreadableFile(
-                        time.monotonic(), f"{file}: {problem}", str(file), problem
-                    )
+                    yield UnreadableFile(time.monotonic(), f"{file}: {problem}", str(file), problem)
                     continue
                 decoded_any = True
-                yield Frame(image, index, time.monotonic(), str(file))
+                frame = Frame(image, index, time.monotonic(), str(file))
                 del image
+                yield frame
+                del frame
                 index += 1
             if not self.loop:
                 return

@@ -10,6 +10,7 @@ wait are injectable so that this logic is tested without hardware.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +25,26 @@ from mlsensors.sources.frames import as_rgb
 from mlsensors.types import Frame, SourceGap
 
 VIDEO_SUFFIXES = frozenset(
-    {".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv",
-     ".flv", ".ogv", ".3gp", ".mjpeg", ".mjpg", ".gif", ".h264", ".y4m"}
+    {
+        ".avi",
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".wmv",
+        ".flv",
+        ".ogv",
+        ".3gp",
+        ".mjpeg",
+        ".mjpg",
+        ".gif",
+        ".h264",
+        ".y4m",
+    }
 )
 
 
@@ -128,14 +147,17 @@ class VideoSource(_CaptureSource):
             while not self.closed:
                 if self._capture is None:
                     self._capture = self._open()
-                image = self._read()
                 pass_start = index
-                while image is not None and not self.closed:
+                while not self.closed:
                     pace()
-                    yield Frame(as_rgb(image, order="bgr"), index, time.monotonic(), self.name)
-                    del image
+                    raw = self._read()
+                    if raw is None:
+                        break
+                    frame = Frame(as_rgb(raw, order="bgr"), index, time.monotonic(), self.name)
+                    del raw  # while suspended, only the frame handed out stays alive
+                    yield frame
+                    del frame
                     index += 1
-                    image = self._read()
                 self._release()
                 if index == pass_start and not self.closed:
                     raise SourceError(f"{self.path}: no frame could be decoded from the video")
@@ -149,7 +171,19 @@ def _open_file_capture(path: str) -> Capture:
     return cv2.VideoCapture(path)
 
 
+class _NoCapture:
+    """Stands for a camera whose device node is absent (OpenCV would only print warnings)."""
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return False
+
+    def release(self) -> None:
+        pass
+
+
 def _open_camera_capture(index: int) -> Capture:
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        return _NoCapture()  # type: ignore[return-value]
     capture = cv2.VideoCapture(index)
     if capture.isOpened():
         # One buffered frame: lowest latency, and no backlog of old pictures in the driver.
@@ -214,17 +248,19 @@ class CameraSource(_CaptureSource):
 
     def frames(self) -> Iterator[Item]:
         index = 0
-        image, self._first = self._first, None
+        raw, self._first = self._first, None
         try:
             while not self.closed:
-                if image is None:
-                    image = self._read()
-                if image is not None:
-                    yield Frame(as_rgb(image, order="bgr"), index, self._clock(), self.name)
-                    image = None
-                    index += 1
+                if raw is None:
+                    raw = self._read()
+                if raw is None:
+                    raw = yield from self._reconnect()
                     continue
-                image = yield from self._reconnect()
+                frame = Frame(as_rgb(raw, order="bgr"), index, self._clock(), self.name)
+                raw = None  # while suspended, only the frame handed out stays alive
+                yield frame
+                del frame
+                index += 1
         finally:
             self._release()
 
