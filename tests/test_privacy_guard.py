@@ -223,3 +223,21 @@ def test_bad_sources_and_rates_are_one_line_errors():
         SealedSensor(Hub(), "camera:x")
     with pytest.raises(ProtocolError, match="max rate"):
         SealedSensor(Hub(), "demo", max_rate=0)
+
+
+def test_a_finite_source_ends_cleanly_without_restart(tmp_path, model_store, data_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    examples = data_dir / "faces" / "face_recognition_examples"
+    for name in ("obama.jpg", "biden.jpg"):
+        shutil.copy(examples / name, folder / name)
+    hub = Hub()
+    rec = Recorder(hub)
+    with SealedSensor(hub, str(folder), timing=FAST) as sensor:
+        deadline = time.monotonic() + 30
+        while hub.snapshot().status.state != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = sensor.stats()
+    assert hub.snapshot().status.state == "stopped"
+    assert stats.crashes == 0 and stats.restarts == 0
+    assert sum(bool(s.result.faces) for _, s in rec.results()) == 2

@@ -351,7 +351,8 @@ class Guard:
                 received=self._totals.received + inbox.received,
                 malformed=self._totals.malformed + inbox.malformed,
                 over_rate=self._totals.over_rate + inbox.over_rate,
-                crashes=self._totals.crashes + (outcome.startswith("exited")),
+                crashes=self._totals.crashes + (outcome.startswith("exited") and not (
+                    code == 0 and self._child_state == ChildState.ENDED)),
                 hangs=self._totals.hangs + (outcome.startswith("hung")),
                 last_exit=code,
             )
