@@ -45,7 +45,7 @@ class Child:
         self.published = 0
         self.hub.subscribe(self._count)
         self.sensor = SealedSensor(self.hub, source, max_rate=rate, insecure=insecure,
-                                   options=(("loop", "1"), ("realtime", "0"))).start()
+                                   loop=True, realtime=False).start()
         wait_running(self.hub)
         self.hub.command(RegisterWrite(0x01, 0))
 

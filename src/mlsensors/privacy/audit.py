@@ -23,6 +23,7 @@ from mlsensors.privacy.channel import Capacity, capacity
 from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
+from mlsensors.sensors.person import SensorOptions
 from mlsensors.wire.record import RECORD_SIZE
 
 BURST = 20
@@ -176,8 +177,9 @@ def run_audit(
             records.append((time.monotonic(), len(snap.record)))
 
     hub.subscribe(watch)
-    sensor = SealedSensor(hub, source, max_rate=max_rate, insecure=insecure, work=work,
-                          detector=detector, memory_bytes=memory_bytes, probe=probe)
+    sensor = SealedSensor(hub, source, SensorOptions(model=detector), max_rate=max_rate,
+                          insecure=insecure, work=work, memory_bytes=memory_bytes,
+                          probe=probe)
     parent = ProcView.read("self")
     checks: list[Check] = []
     try:

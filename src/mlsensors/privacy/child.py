@@ -24,7 +24,7 @@ import sys
 import sysconfig
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from mlsensors.privacy.channel import (
     COMMAND_SIZE,
@@ -74,8 +74,10 @@ class ChildConfig:
     command_fd: int
     work: str = DEFAULT_WORK
     source: str | None = None
-    detector: str = "full"
-    threads: int = 0
+    loop: bool = False
+    realtime: bool = True
+    sensor_options: str = "{}"
+    """The sensor loop's SensorOptions as JSON (built inside, after sealing)."""
     gallery: str | None = None
     model_dir: str = ""
     read_paths: tuple[str, ...] = ()
@@ -85,7 +87,6 @@ class ChildConfig:
     use_namespace: bool = True
     use_seccomp: bool = True
     probe: Probe | None = None
-    options: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -95,7 +96,6 @@ class ChildConfig:
         raw = json.loads(text)
         raw["read_paths"] = tuple(raw.get("read_paths", ()))
         raw["device_paths"] = tuple(raw.get("device_paths", ()))
-        raw["options"] = tuple(tuple(kv) for kv in raw.get("options", ()))
         if raw.get("probe") is not None:
             raw["probe"] = Probe(**raw["probe"])
         return cls(**raw)

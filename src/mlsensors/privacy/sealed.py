@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from mlsensors.errors import InputError
 from mlsensors.hub import Hub
 from mlsensors.models import default_cache_dir
 from mlsensors.privacy.child import DEFAULT_WORK, ChildConfig, Probe
 from mlsensors.privacy.guard import Guard, GuardStats, GuardTiming
+from mlsensors.sensors.person import SensorOptions
 
 DEFAULT_MAX_RATE = 30.0
 """Records per second when the user gives none: a camera's usual frame rate."""
@@ -53,15 +55,15 @@ class SealedSensor:
         self,
         hub: Hub,
         source: str | None = None,
+        options: SensorOptions | None = None,
         *,
         max_rate: float = DEFAULT_MAX_RATE,
         insecure: bool = False,
-        detector: str = "full",
-        threads: int = 0,
+        loop: bool = False,
+        realtime: bool = True,
         gallery: str | None = None,
         memory_bytes: int = MEMORY_CAP,
         work: str = DEFAULT_WORK,
-        options: tuple[tuple[str, str], ...] = (),
         probe: Probe | None = None,
         timing: GuardTiming | None = None,
         use_namespace: bool = True,
@@ -76,8 +78,9 @@ class SealedSensor:
             command_fd=-1,
             work=work,
             source=source_path,
-            detector=detector,
-            threads=threads,
+            loop=loop,
+            realtime=realtime,
+            sensor_options=json.dumps(asdict(options or SensorOptions())),
             gallery=os.path.abspath(gallery) if gallery else None,
             model_dir=str(default_cache_dir()),
             device_paths=device_paths(source),
@@ -86,7 +89,6 @@ class SealedSensor:
             use_namespace=use_namespace,
             use_seccomp=use_seccomp,
             probe=probe,
-            options=options,
         )
         self.guard = Guard(hub, config, max_rate=max_rate, timing=timing)
 
@@ -143,8 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, hub: Hub, **kwargs) -> SealedSensor:
-    """A SealedSensor for a parsed command line; `source`, `gallery` etc. come from
-    the caller's own options when it has them."""
+    """A SealedSensor for a parsed command line: `--max-rate` and `--insecure` from
+    `add_arguments`, `args.source` when the command has it; the sensor options, loop,
+    gallery etc. come from the caller as keyword arguments."""
     return SealedSensor(
         hub,
         getattr(args, "source", None),

@@ -7,6 +7,7 @@ from the model directory the guard allowed and nowhere else.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -15,10 +16,6 @@ from mlsensors.hub import Hub, RegisterWrite
 
 REG_MODE = 0x01
 REG_SINGLE_SHOT = 0x03
-
-
-def option(config, name: str, default: str | None = None) -> str | None:
-    return dict(config.options).get(name, default)
 
 
 def person_sensor(hub: Hub, stop: threading.Event, config) -> None:
@@ -30,20 +27,12 @@ def person_sensor(hub: Hub, stop: threading.Event, config) -> None:
     from mlsensors.sources import open_source
     from mlsensors.vision.detector import FaceDetector
 
-    threshold = option(config, "score_threshold")
-    max_fps = option(config, "max_fps")
-    options = SensorOptions(
-        model=config.detector,
-        threads=config.threads or None,
-        score_threshold=float(threshold) if threshold else None,
-        max_fps=float(max_fps) if max_fps else None,
-    )
+    options = SensorOptions(**json.loads(config.sensor_options))
     detector = FaceDetector(options.model, threads=options.threads,
                             score_threshold=options.score_threshold,
                             store=ModelStore(config.model_dir or None),
                             tiling=options.tiling)
-    source = open_source(config.source, loop=option(config, "loop") == "1",
-                         realtime=option(config, "realtime", "1") == "1")
+    source = open_source(config.source, loop=config.loop, realtime=config.realtime)
     with PersonSensor(source, options, detector=detector) as sensor:
         hub.set_controller(lambda write: apply_register(sensor, write))
         sensor.run(hub, stop)

@@ -161,7 +161,7 @@ def timing(frames: int = 120, sealed_seconds: float = 3.0) -> Timing:
     hub = Hub()
     count = [0]
     hub.subscribe(lambda s: count.__setitem__(0, count[0] + (s.status.state == "running")))
-    with SealedSensor(hub, "demo", max_rate=500.0, options=(("realtime", "0"),)):
+    with SealedSensor(hub, "demo", max_rate=500.0, realtime=False):
         deadline = time.monotonic() + 60
         while count[0] < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
