@@ -60,3 +60,24 @@ def test_audit_rejects_a_bad_rate(capsys):
         main(["audit", "--max-rate", "fast"])
     assert e.value.code == 2
     assert "not a rate" in capsys.readouterr().err
+
+
+def test_audit_attaches_to_a_running_sensor(capsys):
+    import time
+
+    from mlsensors.hub import Hub
+    from mlsensors.privacy.sealed import SealedSensor
+
+    hub = Hub()
+    with SealedSensor(hub, "demo", work="privacy_children:steady") as sensor:
+        deadline = time.monotonic() + 20
+        while hub.snapshot().status.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        code = main(["audit", "--pid", str(sensor.child_pid)])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert f"PID {sensor.child_pid}" in out and "attached" in out
+        assert "PASS  net namespace" in out
+    assert main(["audit", "--pid", str(os.getpid())]) == 1
+    assert "not an mlsensors sensing process" in capsys.readouterr().err
+    assert main(["audit", "--pid", "abc"]) == 1

@@ -23,22 +23,42 @@ def register(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=5.0,
                    help="how long to watch the output (default 5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--pid", default=None, metavar="PID|auto",
+                   help="instead of starting a sensor, check a running sensing process "
+                        "from its /proc entries only (auto: the one running here)")
     sealed.add_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlsensors.privacy.audit import run_audit
+    from mlsensors.errors import InputError
+    from mlsensors.privacy.audit import audit_running, find_sealed_children, run_audit
 
-    report = run_audit(args.source, seconds=args.seconds, max_rate=args.max_rate,
-                       insecure=args.insecure)
+    if args.pid is None:
+        report = run_audit(args.source, seconds=args.seconds, max_rate=args.max_rate,
+                           insecure=args.insecure)
+    else:
+        if args.pid == "auto":
+            pids = find_sealed_children()
+            if len(pids) != 1:
+                found = ", ".join(map(str, pids)) or "none"
+                raise InputError(f"--pid auto needs exactly one running sensing process "
+                                 f"(found: {found}); give --pid PID")
+            pid = pids[0]
+        elif args.pid.isdigit():
+            pid = int(args.pid)
+        else:
+            raise InputError(f"--pid {args.pid!r}: expected a process id or auto")
+        report = audit_running(pid, args.max_rate)
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         print()
     else:
+        what = (f"watched {report.seconds:g} s at ≤ {report.max_rate:g} records/s"
+                if args.pid is None else "attached: /proc, configuration and model checks "
+                "only; run without --pid for the probes, rate and injection checks")
         print(f"sensing process PID {report.child_pid} (inspect /proc/{report.child_pid} "
-              f"while it runs); watched {report.seconds:g} s at ≤ {report.max_rate:g} "
-              f"records/s")
+              f"while it runs); {what}")
         width = max(len(c.name) for c in report.checks)
         for c in report.checks:
             print(f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.evidence}")

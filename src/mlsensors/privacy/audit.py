@@ -8,6 +8,7 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -331,3 +332,57 @@ def _model_check(detector: str) -> Check:
     checked = ", ".join(f"{s.spec.name} {s.spec.sha256[:12]}…" for s in statuses if s.ok)
     return Check("model hashes match the manifest", ok,
                  "; ".join(bad + [f"{m} missing" for m in missing]) or f"verified {checked}")
+
+
+def find_sealed_children() -> list[int]:
+    """PIDs of running sensing processes (started by any guard on this machine)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"mlsensors.privacy.child" in argv:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
+    """The checks that need nothing from the process but its /proc entries.
+
+    For a sensor already running under `serve`: namespaces, seccomp, no_new_privs,
+    limits, memory, descriptors (all compared with its guard, the parent), the declared
+    configuration on its command line, model hashes and capacity. The probes (network,
+    file write, allocation, injected records) need a sensor started by the audit.
+    """
+    from mlsensors.errors import InputError
+    from mlsensors.privacy.child import ChildConfig
+
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        view = ProcView.read(pid)
+        parent = ProcView.read(int(view.status.get("PPid", "0")))
+    except (OSError, ValueError):
+        raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)") \
+            from None
+    if "mlsensors.privacy.child" not in argv:
+        raise InputError(f"process {pid} is not an mlsensors sensing process")
+    try:
+        config = ChildConfig.from_json(argv[-1])
+    except (ValueError, TypeError):
+        raise InputError(f"process {pid} has an unreadable configuration") from None
+    checks = [Check("sandbox enabled", not config.insecure,
+                    "started with --insecure" if config.insecure
+                    else f"declared on its command line (guard PID {parent.pid})")]
+    hwm = _kb(view.status.get("VmHWM", ""))
+    checks += _proc_checks(view, parent, config.memory_bytes, hwm)
+    checks.append(_model_check(json.loads(config.sensor_options).get("model", "full")))
+    cap = capacity(max_rate)
+    checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "
+                        "with --max-rate; the guard's own rate is not visible from /proc)"))
+    return AuditReport(pid, max_rate, 0.0, tuple(checks), cap, GuardStats(), (), hwm,
+                       _kb(view.status.get("VmPeak", "")), config.memory_bytes)
