@@ -94,3 +94,12 @@ def echo_commands(hub, stop, config):
         face = PersonFace((10, 20, 110, 140), min(100, last[0]), True)
         hub.publish(PersonResult(time.time(), (face,), i), SensorStatus("running"))
         time.sleep(0.02)
+
+
+def deaf(hub, stop, config):
+    """Stops reading its command pipe but keeps it open, so the pipe fills up."""
+    keep = os.dup(config.command_fd)  # the guard's pipe stays open, unread
+    idle_r, _idle_w = os.pipe()
+    os.dup2(idle_r, config.command_fd)  # the command thread's next read waits here
+    steady(hub, stop, config)
+    os.close(keep)

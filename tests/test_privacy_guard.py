@@ -241,3 +241,19 @@ def test_a_finite_source_ends_cleanly_without_restart(tmp_path, model_store, dat
     assert hub.snapshot().status.state == "stopped"
     assert stats.crashes == 0 and stats.restarts == 0
     assert sum(bool(s.result.faces) for _, s in rec.results()) == 2
+
+
+def test_a_child_that_stops_reading_commands_cannot_block_a_transport():
+    hub = Hub()
+    guard = Guard(hub, ChildConfig(-1, -1, work="privacy_children:deaf",
+                                   memory_bytes=1 << 30), max_rate=RATE, timing=FAST)
+    with guard:
+        deadline = time.monotonic() + 20
+        while hub.snapshot().status.state != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        start = time.monotonic()
+        with pytest.raises(ProtocolError, match="not taking commands"):
+            for _ in range(100_000):  # a pipe holds 32,768 two-byte writes
+                hub.command(RegisterWrite(0x01, 1))
+        assert time.monotonic() - start < 10
+        assert hub.snapshot().status.state == "running"

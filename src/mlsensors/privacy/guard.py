@@ -245,6 +245,8 @@ class Guard:
             raise ProtocolError("the sensing process is restarting; try again")
         try:
             os.write(fd, data)
+        except BlockingIOError:  # a child that does not read must not block a transport
+            raise ProtocolError("the sensing process is not taking commands") from None
         except OSError:
             raise ProtocolError("the sensing process is restarting; try again") from None
 
@@ -314,6 +316,7 @@ class Guard:
         finally:
             os.close(record_w)
             os.close(command_r)
+        os.set_blocking(command_w, False)
         return child, record_r, command_w
 
     def _run_child(self) -> str:
