@@ -130,6 +130,8 @@ def policy_for(config: ChildConfig) -> SealPolicy:
         reads.append(config.source)
     if config.gallery:
         reads.append(config.gallery)
+    if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
+        reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
     return SealPolicy(
         read_paths=tuple(reads),
         exec_paths=code_paths(),
