@@ -7,6 +7,7 @@ record pipe like a compromised sensing process would.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -68,6 +69,9 @@ def run_guard(work: str, seconds: float, rate: float = RATE, timing: GuardTiming
 
 def assert_within_rate(rec: Recorder, rate: float):
     times = [t for t, _ in rec.results()]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # the guard spaces its ticks by ≥ 1/rate; the callback adds a little jitter
+    assert not gaps or min(gaps) > 0.8 / rate, f"two records {min(gaps):.4f} s apart"
     for i, t in enumerate(times):
         in_window = sum(1 for u in times[i:] if u < t + 1.0)
         assert in_window <= rate + 1, f"{in_window} records within 1 s at rate {rate}"
@@ -240,7 +244,8 @@ def test_a_finite_source_ends_cleanly_without_restart(tmp_path, model_store, dat
         stats = sensor.stats()
     assert hub.snapshot().status.state == "stopped"
     assert stats.crashes == 0 and stats.restarts == 0
-    assert sum(bool(s.result.faces) for _, s in rec.results()) == 2
+    # two unpaced photos may fall within one tick: then only the newer passes the cap
+    assert 1 <= sum(bool(s.result.faces) for _, s in rec.results()) <= 2
 
 
 def test_a_child_that_stops_reading_commands_cannot_block_a_transport():

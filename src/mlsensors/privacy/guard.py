@@ -381,15 +381,17 @@ class Guard:
 
     def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
         period = 1.0 / self.max_rate
-        started = next_tick = time.monotonic()
+        started = now = time.monotonic()
         last_valid: float | None = None
         next_sample = started
         while True:
-            next_tick += period
-            now = time.monotonic()
-            if next_tick < now:  # we fell behind (suspend, overload): skip, never burst
-                next_tick = now + period
-            if self._stop.wait(max(0.0, next_tick - now)):
+            # Each tick is at least one period after the previous one actually happened,
+            # so a late tick never lets two records through closer than 1/max_rate.
+            next_tick = now + period
+            while (remaining := next_tick - time.monotonic()) > 0:
+                if self._stop.wait(remaining):
+                    return "stopped"
+            if self._stop.is_set():
                 return "stopped"
             now = time.monotonic()
             frame = inbox.take()
