@@ -262,3 +262,16 @@ def test_a_child_that_stops_reading_commands_cannot_block_a_transport():
                 hub.command(RegisterWrite(0x01, 1))
         assert time.monotonic() - start < 10
         assert hub.snapshot().status.state == "running"
+
+
+def test_a_child_that_cannot_start_is_a_visible_fault(tmp_path):
+    hub = Hub()
+    guard = Guard(hub, ChildConfig(-1, -1, work="privacy_children:steady"), max_rate=RATE,
+                  timing=FAST, python=str(tmp_path / "no-python"))
+    with guard:
+        deadline = time.monotonic() + 5
+        while guard.stats().crashes < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert guard.stats().crashes >= 2
+    assert hub.snapshot().status.state == "fault"
+    assert "could not be started" in hub.snapshot().status.detail

@@ -218,16 +218,18 @@ class Guard:
         return self._peak_rss_kb
 
     def stats(self) -> GuardStats:
-        inbox = self._inbox
-        with inbox.lock:
-            extra = dict(received=inbox.received, malformed=inbox.malformed,
-                         over_rate=inbox.over_rate)
+        # The inbox and the totals are swapped together under _lock when a child ends,
+        # so reading both under it never counts a child's frames twice.
         with self._lock:
-            return replace(self._totals, published=self._published,
-                           recent_restarts=len(self._restart_times),
-                           child_pid=self._child.pid if self._child else 0,
-                           log_lines_dropped=self.logs.dropped, **{
-                               k: getattr(self._totals, k) + v for k, v in extra.items()})
+            inbox, totals = self._inbox, self._totals
+            with inbox.lock:
+                return replace(totals, published=self._published,
+                               received=totals.received + inbox.received,
+                               malformed=totals.malformed + inbox.malformed,
+                               over_rate=totals.over_rate + inbox.over_rate,
+                               recent_restarts=len(self._restart_times),
+                               child_pid=self._child.pid if self._child else 0,
+                               log_lines_dropped=self.logs.dropped)
 
     # -- commands ----------------------------------------------------------------
 
@@ -321,7 +323,12 @@ class Guard:
 
     def _run_child(self) -> str:
         """Run one child to its end; return how it ended (for the status and the log)."""
-        child, record_r, command_w = self._spawn()
+        try:
+            child, record_r, command_w = self._spawn()
+        except OSError as e:
+            with self._lock:
+                self._totals = replace(self._totals, crashes=self._totals.crashes + 1)
+            return f"could not be started ({e.strerror or e})"
         inbox = _Inbox()
         with self._lock:
             self._child, self._command_fd, self._inbox = child, command_w, inbox
