@@ -21,6 +21,8 @@ COMMANDS = (
     "bench",
     "read",
     "id",
+    "audit",
+    "datasheet",
 )
 """Modules of mlsensors.cli that provide a sub-command, in the order `--help` lists them."""
 

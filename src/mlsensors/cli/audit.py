@@ -1,0 +1,67 @@
+"""`mlsensors audit [--json]`: check the privacy promises of a sealed sensor, with evidence.
+
+It starts a sealed sensor on the given source (default: the demo source, so it needs no
+camera), asks it to try to break out, watches it for a few seconds and prints each check
+as PASS or FAIL with what decided it. Exit status 0 only when every check passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mlsensors.privacy import sealed
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "audit", help="check the sandbox, channel and models of a sealed sensor",
+        description=__doc__.split("\n\n")[1].replace("\n", " "))
+    p.add_argument("--source", default="demo",
+                   help="what the audited sensor looks at (default: demo)")
+    p.add_argument("--seconds", type=float, default=5.0,
+                   help="how long to watch the output (default 5)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--pid", default=None, metavar="PID|auto",
+                   help="instead of starting a sensor, check a running sensing process "
+                        "from its /proc entries only (auto: the one running here)")
+    sealed.add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlsensors.errors import InputError
+    from mlsensors.privacy.audit import audit_running, find_sealed_children, run_audit
+
+    if args.pid is None:
+        report = run_audit(args.source, seconds=args.seconds, max_rate=args.max_rate,
+                           insecure=args.insecure)
+    else:
+        if args.pid == "auto":
+            pids = find_sealed_children()
+            if len(pids) != 1:
+                found = ", ".join(map(str, pids)) or "none"
+                raise InputError(f"--pid auto needs exactly one running sensing process "
+                                 f"(found: {found}); give --pid PID")
+            pid = pids[0]
+        elif args.pid.isdigit():
+            pid = int(args.pid)
+        else:
+            raise InputError(f"--pid {args.pid!r}: expected a process id or auto")
+        report = audit_running(pid, args.max_rate)
+    if args.json:
+        json.dump(report.to_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        what = (f"watched {report.seconds:g} s at ≤ {report.max_rate:g} records/s"
+                if args.pid is None else "attached: /proc, configuration and model checks "
+                "only; run without --pid for the probes, rate and injection checks")
+        print(f"sensing process PID {report.child_pid} (inspect /proc/{report.child_pid} "
+              f"while it runs); {what}")
+        width = max(len(c.name) for c in report.checks)
+        for c in report.checks:
+            print(f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.evidence}")
+        failed = sum(not c.passed for c in report.checks)
+        print(f"{len(report.checks) - failed}/{len(report.checks)} checks passed")
+    return 0 if report.passed else 1

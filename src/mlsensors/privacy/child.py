@@ -1,0 +1,331 @@
+"""The sealed sensing process: seal first, then touch models, the source and pixels.
+
+Run as `python -m mlsensors.privacy.child CONFIG_JSON` by the guard, with exactly two
+inherited pipe ends (results out, commands in) besides stdin (/dev/null) and
+stdout/stderr (a pipe read by the guard's log filter). The first thing it does is
+`sandbox.seal`; only then does it import the pixel-handling code, verify and load the
+model bytes, open the source and start the sensor loop.
+
+Inside, the sensor loop publishes into an ordinary `Hub`, exactly as it would in one
+process; a subscriber turns each snapshot into one fixed-size frame on the results pipe,
+and register writes arriving on the command pipe go to `hub.command`. So whatever runs
+the loop (the real PersonSensor, or a test's hostile stand-in named by `work`) needs no
+knowledge of the sandbox.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from mlsensors.privacy.channel import (
+    COMMAND_SIZE,
+    ChildState,
+    ChildStatus,
+    Reason,
+    encode_result,
+    encode_status,
+)
+from mlsensors.privacy.sandbox import SealError, SealPolicy, seal
+
+DEFAULT_WORK = "mlsensors.privacy.work:person_sensor"
+EXIT_SEAL_FAILED = 3
+EXIT_FAILED = 4
+
+_THREAD_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
+"""Set for the child so imports start no thread pools before `seal` and arenas stay few."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Self-tests the audit asks the sealed child to run right after sealing.
+
+    Each attempt's outcome is printed as one "probe ..." line; the audit also checks
+    from outside (its TCP listener saw no connection, the file does not exist).
+    """
+
+    tcp_port: int = 0
+    write_path: str = ""
+    alloc_bytes: int = 0
+    malformed: int = 1
+    burst: int = 0
+    pause: float = 0.0
+    """Seconds to wait after the malformed frames, so that a guard tick sees them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    """Everything the child needs, passed as JSON on its command line (no secrets)."""
+
+    record_fd: int
+    command_fd: int
+    work: str = DEFAULT_WORK
+    source: str | None = None
+    loop: bool = False
+    realtime: bool = True
+    sensor_options: str = "{}"
+    """The sensor loop's SensorOptions as JSON (built inside, after sealing)."""
+    gallery: str | None = None
+    model_dir: str = ""
+    read_paths: tuple[str, ...] = ()
+    device_paths: tuple[str, ...] = ()
+    memory_bytes: int = 0
+    insecure: bool = False
+    use_namespace: bool = True
+    use_seccomp: bool = True
+    probe: Probe | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ChildConfig:
+        raw = json.loads(text)
+        raw["read_paths"] = tuple(raw.get("read_paths", ()))
+        raw["device_paths"] = tuple(raw.get("device_paths", ()))
+        if raw.get("probe") is not None:
+            raw["probe"] = Probe(**raw["probe"])
+        return cls(**raw)
+
+
+def code_paths() -> tuple[str, ...]:
+    """Directories Python may import (and map) code from: the interpreter, sys.path, libs.
+
+    The current directory is left out on purpose: it may be the user's home.
+    """
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr/lib", "/usr/lib64",
+             "/lib", "/lib64", "/usr/local/lib"}
+    paths.update(v for k, v in sysconfig.get_paths().items() if k.endswith("lib"))
+    cwd = os.getcwd()
+    paths.update(p for p in sys.path if p and p != cwd and os.path.isdir(p))
+    return tuple(sorted(p for p in paths if os.path.exists(p)))
+
+
+def policy_for(config: ChildConfig) -> SealPolicy:
+    reads = [
+        f"/proc/{os.getpid()}",  # the process's own /proc entries, nothing of others'
+        "/proc/cpuinfo",
+        "/sys/devices/system/cpu",  # LiteRT's CPU feature and core detection
+        "/etc/ld.so.cache",
+        "/dev/null",
+        "/dev/urandom",
+        *config.read_paths,
+    ]
+    if config.model_dir:
+        reads.append(config.model_dir)
+    if config.source and os.path.exists(config.source):
+        reads.append(config.source)
+    if config.gallery:
+        reads.append(config.gallery)
+    if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
+        reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
+    return SealPolicy(
+        read_paths=tuple(reads),
+        exec_paths=code_paths(),
+        device_paths=config.device_paths,
+        memory_bytes=config.memory_bytes,
+        use_namespace=config.use_namespace,
+        use_seccomp=config.use_seccomp,
+    )
+
+
+_STATES = {
+    "starting": ChildState.STARTING,
+    "running": ChildState.RUNNING,
+    "standby": ChildState.STANDBY,
+    "fault": ChildState.NO_SOURCE,
+    "stopped": ChildState.ENDED,
+}
+"""The sensor loop's status states as the channel's closed set."""
+
+
+class Channel:
+    """The child's end of the pipes: one frame per write, commands in a thread."""
+
+    def __init__(self, record_fd: int, command_fd: int) -> None:
+        self.record_fd = record_fd
+        self.command_fd = command_fd
+        self._lock = threading.Lock()
+        self._last_state: ChildState | None = None
+        self._last_result = None
+
+    def send(self, frame: bytes) -> None:
+        with self._lock:
+            os.write(self.record_fd, frame)
+
+    def status(self, state: ChildState, reason: Reason = Reason.NONE) -> None:
+        self._last_state = state
+        self.send(encode_status(ChildStatus(state, reason)))
+
+    def bridge(self, snapshot) -> None:
+        """Hub subscriber: each new result once, otherwise the state (never stale faces).
+
+        `Hub.set_status` republishes the current result object unchanged, so a result is
+        new exactly when it is a different object from the last one sent.
+        """
+        state = _STATES.get(snapshot.status.state, ChildState.NO_SOURCE)
+        if snapshot.result is not self._last_result and state in (
+                ChildState.RUNNING, ChildState.STANDBY):
+            self._last_result = snapshot.result
+            self.send(encode_result(snapshot.result))
+        elif state != ChildState.RUNNING:
+            reason = Reason.SOURCE_GAP if state == ChildState.NO_SOURCE else Reason.NONE
+            self.status(state, reason)
+
+    def serve_commands(self, hub, stop: threading.Event) -> threading.Thread:
+        from mlsensors.hub import RegisterWrite
+
+        def loop() -> None:
+            buf = b""
+            while not stop.is_set():
+                try:
+                    chunk = os.read(self.command_fd, 64)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+                while len(buf) >= COMMAND_SIZE:
+                    register, value = buf[0], buf[1]
+                    buf = buf[COMMAND_SIZE:]
+                    try:
+                        hub.command(RegisterWrite(register, value))
+                    except Exception as e:  # a bad write must not stop the sensor
+                        print(f"command ({register}, {value}) refused: {e}", file=sys.stderr)
+            stop.set()  # the guard closed the command pipe: it is gone or stopping us
+
+        thread = threading.Thread(target=loop, name="commands", daemon=True)
+        thread.start()
+        return thread
+
+
+def run_probes(probe: Probe, channel: Channel) -> None:
+    """Try what the sandbox must prevent; print one line per attempt for the audit."""
+
+    def attempt(name: str, action) -> None:
+        try:
+            action()
+            print(f"probe {name}: ALLOWED", file=sys.stderr, flush=True)
+        except OSError as e:
+            code = errno.errorcode.get(e.errno or 0, str(e.errno))
+            print(f"probe {name}: blocked ({code})", file=sys.stderr, flush=True)
+        except MemoryError:
+            print(f"probe {name}: blocked (MemoryError)", file=sys.stderr, flush=True)
+
+    if probe.tcp_port:
+        def tcp() -> None:
+            with socket.create_connection(("127.0.0.1", probe.tcp_port), timeout=2):
+                pass
+        attempt(f"tcp 127.0.0.1:{probe.tcp_port}", tcp)
+
+    def inet() -> None:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()
+    attempt("socket AF_INET", inet)
+
+    def dns() -> None:
+        try:
+            socket.getaddrinfo("example.com", 80)
+        except socket.gaierror as e:
+            raise OSError(errno.EHOSTUNREACH, str(e)) from None
+    attempt("dns example.com", dns)
+    if probe.write_path:
+        def write() -> None:
+            with open(probe.write_path, "wb") as f:
+                f.write(b"x" * 4096)
+        attempt(f"write {probe.write_path}", write)
+    if probe.alloc_bytes:
+        def alloc() -> None:
+            block = bytearray(probe.alloc_bytes)
+            del block
+        attempt(f"alloc {probe.alloc_bytes}", alloc)
+    for _ in range(probe.malformed):
+        channel.send(b"R" + bytes(range(39)))  # wrong checksum and fields
+    time.sleep(probe.pause)
+    if probe.burst:
+        from mlsensors.types import PersonResult
+
+        frame = encode_result(PersonResult(0.0))
+        for _ in range(probe.burst):
+            channel.send(frame)
+    print("probe done", file=sys.stderr, flush=True)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when the guard dies (no orphaned sensing)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() == 1:  # the guard died before the request took effect
+        os._exit(EXIT_FAILED)
+
+
+def load_work(spec: str):
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv: list[str]) -> int:
+    config = ChildConfig.from_json(argv[0])
+    _die_with_parent()
+    channel = Channel(config.record_fd, config.command_fd)
+    if not config.insecure:
+        try:
+            report = seal(policy_for(config))
+        except (SealError, OSError) as e:
+            print(f"cannot seal the sensing process: {e}", file=sys.stderr)
+            channel.status(ChildState.FAILED, Reason.INTERNAL)
+            return EXIT_SEAL_FAILED
+        print(f"sealed: namespace={report.namespace} seccomp={report.seccomp} "
+              f"landlock_abi={report.landlock_abi} memory_cap={report.memory_bytes}",
+              file=sys.stderr, flush=True)
+        for problem in report.problems:
+            print(f"seal warning: {problem}", file=sys.stderr, flush=True)
+    else:
+        print("NOT sealed (--insecure)", file=sys.stderr, flush=True)
+    channel.status(ChildState.STARTING)
+    if config.probe is not None:
+        run_probes(config.probe, channel)
+
+    from mlsensors.errors import InputError, ModelError, SourceError
+    from mlsensors.hub import Hub
+
+    hub = Hub()
+    hub.subscribe(channel.bridge)
+    stop = threading.Event()
+    channel.serve_commands(hub, stop)
+    try:
+        load_work(config.work)(hub, stop, config)
+    except ModelError as e:
+        print(f"model refused: {e}", file=sys.stderr)
+        channel.status(ChildState.FAILED, Reason.MODEL_ERROR)
+        return EXIT_FAILED
+    except SourceError as e:
+        print(f"source failed: {e}", file=sys.stderr)
+        channel.status(ChildState.FAILED, Reason.SOURCE_ERROR)
+        return EXIT_FAILED
+    except InputError as e:
+        print(f"bad input: {e}", file=sys.stderr)
+        channel.status(ChildState.FAILED, Reason.INPUT_ERROR)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        return 0  # the guard is gone
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,458 @@
+"""The guard: the only thing between the sealed sensing process and the rest of the system.
+
+It starts the child with two pipes and nothing else, reads fixed-size frames from it,
+and on a fixed clock of `max_rate` ticks per second passes at most one of them on to
+the Hub, after decoding and checking every field. Anything else the child writes is
+dropped and counted: frames with a bad tag, checksum or value (malformed), and frames
+superseded before their tick (over rate). The published result is rebuilt from the
+decoded values and stamped with the guard's clock, so neither the child's bytes nor its
+timing pass through.
+
+It also keeps the child alive: a child that exits is a crash, one that is silent for
+longer than the watchdog allows is a hang and is killed; either way the Hub goes to
+the "fault" state with no faces at once (never stale ones) and the child is restarted
+after an exponential backoff. Restarts within the last minute are reported in the
+status detail and the log, so a crash loop is visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+from mlsensors.errors import ProtocolError
+from mlsensors.hub import Hub, RegisterWrite, SensorStatus
+from mlsensors.privacy.channel import (
+    FRAME_SIZE,
+    TAG_RESULT,
+    TAG_STATUS,
+    ChildState,
+    ChildStatus,
+    decode_frame,
+    encode_command,
+)
+from mlsensors.privacy.child import _THREAD_ENV, EXIT_SEAL_FAILED, ChildConfig
+from mlsensors.privacy.logfilter import LogFilter
+from mlsensors.types import PersonResult
+
+log = logging.getLogger("mlsensors.guard")
+
+_GOOD_TAGS = (TAG_RESULT, TAG_STATUS)
+
+REGISTER_VALUES: dict[int, range] = {
+    0x01: range(0, 2),  # mode: standby / continuous
+    0x02: range(0, 2),  # enable ID model
+    0x03: range(0, 256),  # single shot (value ignored)
+    0x04: range(0, 8),  # calibrate the next face as ID n
+    0x05: range(0, 2),  # persist IDs
+    0x06: range(0, 256),  # erase IDs (value ignored)
+    0x07: range(0, 2),  # debug mode
+}
+"""The register writes the guard forwards; any other write is refused before the pipe."""
+
+_ENV_PASSED = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "XDG_CACHE_HOME",
+               "MLSENSORS_MODEL_DIR", "MLSENSORS_TEST_DATA")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardStats:
+    """Counters since the guard started; `published` never exceeds ticks elapsed."""
+
+    received: int = 0
+    published: int = 0
+    malformed: int = 0
+    over_rate: int = 0
+    restarts: int = 0
+    crashes: int = 0
+    hangs: int = 0
+    recent_restarts: int = 0
+    child_pid: int = 0
+    last_exit: int | None = None
+    log_lines_dropped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GuardTiming:
+    """Watchdog and backoff; defaults suit a Raspberry Pi at a few frames per second."""
+
+    startup_timeout: float = 30.0
+    watchdog: float = 5.0
+    backoff_first: float = 0.5
+    backoff_max: float = 30.0
+    healthy_after: float = 30.0
+    """A child that ran this long resets the backoff to its first step."""
+    crash_window: float = 60.0
+
+
+class _Inbox:
+    """The reader thread's side: the newest result and the newest status, counters for
+    the rest.
+
+    Two slots, so that a status written right after a result (a single shot followed by
+    "standby") does not hide the result; a status older than the pending result is
+    stale and dropped. Each tick still passes at most one of them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.result: tuple[int, bytes] | None = None
+        self.status: tuple[int, bytes] | None = None
+        self.received = 0
+        self.malformed = 0
+        self.over_rate = 0
+        self.eof = False
+
+    def take(self) -> bytes | None:
+        """The frame for this tick: a pending result first, else a status not older
+        than the last result."""
+        with self.lock:
+            result, status = self.result, self.status
+            if result is not None:
+                self.result = None
+                if status is not None and status[0] < result[0]:
+                    self.status = None
+                    self.over_rate += 1
+                return result[1]
+            self.status = None
+            return status[1] if status is not None else None
+
+    def feed(self, frames: bytes) -> None:
+        """Account for a whole number of frames; keep the newest of each kind."""
+        n = len(frames) // FRAME_SIZE
+        tags = frames[0::FRAME_SIZE]
+        good = tags.count(TAG_RESULT) + tags.count(TAG_STATUS)
+        with self.lock:
+            base = self.received
+            self.received += n
+            self.malformed += n - good
+            kept = 0
+            for tag in _GOOD_TAGS:
+                i = tags.rfind(bytes([tag]))
+                if i < 0:
+                    continue
+                kept += 1
+                frame = (base + i, frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+                if tag == TAG_RESULT:
+                    self.over_rate += self.result is not None
+                    self.result = frame
+                else:
+                    self.over_rate += self.status is not None
+                    self.status = frame
+            self.over_rate += good - kept
+
+
+class Guard:
+    """Run the sealed child for `hub`; see the module docstring.
+
+    `config` is the child's configuration without its pipe numbers (the guard fills
+    them in for every start). `max_rate` is the most records per second the Hub will
+    ever see from the child.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        config: ChildConfig,
+        *,
+        max_rate: float = 30.0,
+        timing: GuardTiming | None = None,
+        python: str | None = None,
+    ) -> None:
+        if not 0 < max_rate <= 1000:
+            raise ProtocolError(f"max rate {max_rate} is outside (0, 1000] records/s")
+        self.hub = hub
+        self.config = config
+        self.max_rate = float(max_rate)
+        self.timing = timing or GuardTiming()
+        self.python = python or sys.executable
+        self.logs = LogFilter(log)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen | None = None
+        self._command_fd: int | None = None
+        self._inbox = _Inbox()
+        self._totals = GuardStats()
+        self._published = 0
+        self._restart_times: deque[float] = deque()
+        self._publish_times: deque[float] = deque(maxlen=64)
+        self._peak_rss_kb = 0
+        self._child_state = ChildState.STARTING
+
+    # -- public ------------------------------------------------------------------
+
+    def start(self) -> Guard:
+        self.hub.set_controller(self._command)
+        self.hub.set_status(self._status("starting", "starting the sealed sensing process"))
+        self._thread = threading.Thread(target=self._supervise, name="guard", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.hub.set_controller(None)
+
+    def __enter__(self) -> Guard:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def child_pid(self) -> int:
+        with self._lock:
+            return self._child.pid if self._child is not None else 0
+
+    @property
+    def peak_rss_kb(self) -> int:
+        """The highest VmHWM seen in the child's /proc/PID/status (sampled every second)."""
+        return self._peak_rss_kb
+
+    def stats(self) -> GuardStats:
+        # The inbox and the totals are swapped together under _lock when a child ends,
+        # so reading both under it never counts a child's frames twice.
+        with self._lock:
+            inbox, totals = self._inbox, self._totals
+            with inbox.lock:
+                return replace(totals, published=self._published,
+                               received=totals.received + inbox.received,
+                               malformed=totals.malformed + inbox.malformed,
+                               over_rate=totals.over_rate + inbox.over_rate,
+                               recent_restarts=len(self._restart_times),
+                               child_pid=self._child.pid if self._child else 0,
+                               log_lines_dropped=self.logs.dropped)
+
+    # -- commands ----------------------------------------------------------------
+
+    def _command(self, write: RegisterWrite) -> None:
+        allowed = REGISTER_VALUES.get(write.register)
+        if allowed is None:
+            raise ProtocolError(f"register 0x{write.register:02x} is not writable")
+        if write.value not in allowed:
+            raise ProtocolError(f"value {write.value} is not valid for register "
+                                f"0x{write.register:02x}")
+        data = encode_command(write.register, write.value)
+        with self._lock:
+            fd = self._command_fd
+        if fd is None:
+            raise ProtocolError("the sensing process is restarting; try again")
+        try:
+            os.write(fd, data)
+        except BlockingIOError:  # a child that does not read must not block a transport
+            raise ProtocolError("the sensing process is not taking commands") from None
+        except OSError:
+            raise ProtocolError("the sensing process is restarting; try again") from None
+
+    # -- supervision ---------------------------------------------------------------
+
+    def _status(self, state: str, detail: str = "") -> SensorStatus:
+        with self._lock:
+            restarts = self._totals.restarts
+            recent = len(self._restart_times)
+        if recent >= 3:
+            detail = (f"{detail}; crash loop: {recent} restarts in the last "
+                      f"{self.timing.crash_window:.0f} s").lstrip("; ")
+        now = time.monotonic()
+        times = [t for t in self._publish_times if now - t < 2.0]
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+        return SensorStatus(state=state, fps=round(fps, 2), frames=self._published,
+                            restarts=restarts, sealed=not self.config.insecure, detail=detail)
+
+    def _supervise(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            outcome = self._run_child()
+            if self._stop.is_set():
+                break
+            ran = time.monotonic() - started
+            if self._totals.last_exit == 0 and self._child_state == ChildState.ENDED:
+                log.info("the source ended; the sensing process exited")
+                return
+            if self._totals.last_exit == EXIT_SEAL_FAILED:
+                status = self._status("fault", "the sensing process cannot be sealed on this "
+                                               "kernel; not restarting (see the log; "
+                                               "--insecure runs it unsealed)")
+                log.error("%s", status.detail)
+                self.hub.set_status(status)
+                return
+            failures = 1 if ran >= self.timing.healthy_after else failures + 1
+            delay = min(self.timing.backoff_max,
+                        self.timing.backoff_first * 2 ** (failures - 1))
+            now = time.monotonic()
+            with self._lock:
+                self._restart_times.append(now)
+                while now - self._restart_times[0] > self.timing.crash_window:
+                    self._restart_times.popleft()
+            detail = f"{outcome}; restarting in {delay:.1f} s"
+            status = self._status("fault", detail)
+            log.warning("sensing process %s", status.detail)
+            self.hub.set_status(status)
+            if self._stop.wait(delay):
+                break
+            with self._lock:
+                self._totals = replace(self._totals, restarts=self._totals.restarts + 1)
+
+    def _spawn(self) -> tuple[subprocess.Popen, int, int]:
+        record_r, record_w = os.pipe()
+        command_r, command_w = os.pipe()
+        config = replace(self.config, record_fd=record_w, command_fd=command_r)
+        env = {k: v for k, v in os.environ.items() if k in _ENV_PASSED}
+        env.update(_THREAD_ENV)
+        try:
+            child = subprocess.Popen(
+                [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=(record_w, command_r), close_fds=True, env=env,
+                cwd="/",
+            )
+        finally:
+            os.close(record_w)
+            os.close(command_r)
+        os.set_blocking(command_w, False)
+        return child, record_r, command_w
+
+    def _run_child(self) -> str:
+        """Run one child to its end; return how it ended (for the status and the log)."""
+        try:
+            child, record_r, command_w = self._spawn()
+        except OSError as e:
+            with self._lock:
+                self._totals = replace(self._totals, crashes=self._totals.crashes + 1)
+            return f"could not be started ({e.strerror or e})"
+        inbox = _Inbox()
+        with self._lock:
+            self._child, self._command_fd, self._inbox = child, command_w, inbox
+        self._child_state = ChildState.STARTING
+        log.info("sealed sensing process started, pid %d", child.pid)
+        readers = [
+            threading.Thread(target=self._read_records, args=(record_r, inbox), daemon=True,
+                             name="guard-records"),
+            threading.Thread(target=self.logs.pump, args=(child.stdout, child.pid),
+                             daemon=True, name="guard-log"),
+        ]
+        for t in readers:
+            t.start()
+        outcome = self._tick_loop(child, inbox)
+        with self._lock:
+            self._command_fd = None
+        os.close(command_w)  # the child's command thread sees EOF and stops the loop
+        if child.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(1.0 if self._stop.is_set() else 0.0)
+        if child.poll() is None:
+            child.kill()
+        code = child.wait()
+        for t in readers:
+            t.join(2.0)
+        os.close(record_r)
+        with self._lock:
+            self._totals = replace(
+                self._totals,
+                received=self._totals.received + inbox.received,
+                malformed=self._totals.malformed + inbox.malformed,
+                over_rate=self._totals.over_rate + inbox.over_rate,
+                crashes=self._totals.crashes + (outcome.startswith("exited") and not (
+                    code == 0 and self._child_state == ChildState.ENDED)),
+                hangs=self._totals.hangs + (outcome.startswith("hung")),
+                last_exit=code,
+            )
+            self._inbox = _Inbox()
+        return outcome if not outcome.startswith("exited") else f"exited with status {code}"
+
+    def _read_records(self, fd: int, inbox: _Inbox) -> None:
+        carry = b""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data = carry + chunk
+            whole = len(data) - len(data) % FRAME_SIZE
+            if whole:
+                inbox.feed(data[:whole])
+            carry = data[whole:]
+        with inbox.lock:
+            inbox.eof = True
+
+    def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
+        period = 1.0 / self.max_rate
+        started = now = time.monotonic()
+        last_valid: float | None = None
+        next_sample = started
+        while True:
+            # Each tick is at least one period after the previous one actually happened,
+            # so a late tick never lets two records through closer than 1/max_rate.
+            next_tick = now + period
+            while (remaining := next_tick - time.monotonic()) > 0:
+                if self._stop.wait(remaining):
+                    return "stopped"
+            if self._stop.is_set():
+                return "stopped"
+            now = time.monotonic()
+            frame = inbox.take()
+            if frame is not None:
+                try:
+                    message = decode_frame(frame)
+                except ProtocolError as e:
+                    with inbox.lock:
+                        inbox.malformed += 1
+                    log.debug("dropped a malformed frame: %s", e)
+                else:
+                    last_valid = now
+                    self._deliver(message)
+            if now >= next_sample:
+                self._sample_memory(child.pid)
+                next_sample = now + 1.0
+            if child.poll() is not None:
+                return "exited"
+            limit = self.timing.startup_timeout if last_valid is None else self.timing.watchdog
+            if now - (last_valid if last_valid is not None else started) > limit:
+                child.kill()
+                return f"hung (silent for more than {limit:g} s), killed"
+
+    def _deliver(self, message: PersonResult | ChildStatus) -> None:
+        if isinstance(message, PersonResult):
+            self._publish_times.append(time.monotonic())
+            self._published += 1
+            result = PersonResult(time.time(), message.faces, self._published)
+            self.hub.publish(result, self._status("running"))
+            return
+        self._child_state = message.state
+        if message.state == ChildState.RUNNING:
+            return
+        if message.state == ChildState.STANDBY:
+            self.hub.set_status(self._status("standby"))
+            return
+        if message.state == ChildState.ENDED:
+            self.hub.set_status(self._status("stopped", "the source has no more frames"))
+            return
+        if message.state == ChildState.STARTING:
+            self.hub.set_status(self._status("starting", "sensing process starting"))
+        elif message.state == ChildState.NO_SOURCE:
+            self.hub.publish(PersonResult(time.time(), (), self._published),
+                             self._status("fault", "the source has no picture"))
+        else:
+            self.hub.set_status(self._status("fault", f"sensing process failed "
+                                                      f"({message.reason.name.lower()})"))
+
+    def _sample_memory(self, pid: int) -> None:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        self._peak_rss_kb = max(self._peak_rss_kb, int(line.split()[1]))
+                        break
+        except (OSError, ValueError):
+            pass

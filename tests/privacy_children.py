@@ -1,0 +1,105 @@
+"""Stand-ins for the sensing loop, run inside the real sealed child by the privacy tests.
+
+Each has the work signature `(hub, stop, config)`. Some are well-behaved, some act like
+a compromised child writing straight to its record pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from mlsensors.hub import SensorStatus
+from mlsensors.privacy.channel import encode_result
+from mlsensors.types import PersonFace, PersonResult
+
+FACE = PersonFace((10, 20, 110, 140), 90, True)
+
+
+def steady(hub, stop, config):
+    """One face per frame at ~50 frames/s until told to stop."""
+    i = 0
+    while not stop.is_set():
+        i += 1
+        hub.publish(PersonResult(time.time(), (FACE,), i), SensorStatus("running"))
+        time.sleep(0.02)
+
+
+def flood(hub, stop, config):
+    """Valid records as fast as the pipe takes them."""
+    frame = encode_result(PersonResult(0.0, (FACE,)))
+    block = frame * 100
+    while not stop.is_set():
+        os.write(config.record_fd, block)
+
+
+def garbage(hub, stop, config):
+    """Random bytes, odd lengths, between a few valid records."""
+    valid = encode_result(PersonResult(0.0, (FACE,)))
+    while not stop.is_set():
+        os.write(config.record_fd, os.urandom(997))
+        os.write(config.record_fd, valid)
+        time.sleep(0.001)
+
+
+def hostile_fields(hub, stop, config):
+    """Well-framed records whose fields lie: bad CRC, out-of-range values, bad order."""
+    from mlsensors.wire.record import crc16_ccitt_false
+
+    good = bytearray(encode_result(PersonResult(0.0, (FACE,))))
+    bad_crc = bytes(good[:-1]) + bytes([good[-1] ^ 0xFF])
+    body = bytearray(good[1:-2])
+    body[5] = 200  # confidence out of range
+    bad_conf = b"R" + bytes(body) + crc16_ccitt_false(bytes(body)).to_bytes(2, "little")
+    while not stop.is_set():
+        os.write(config.record_fd, bad_crc + bad_conf)
+        time.sleep(0.005)
+
+
+def crash_after_faces(hub, stop, config):
+    """Report a face for a moment, then die: the guard must not keep showing the face."""
+    for i in range(10):
+        hub.publish(PersonResult(time.time(), (FACE,), i), SensorStatus("running"))
+        time.sleep(0.02)
+    os._exit(9)
+
+
+def hang_after_faces(hub, stop, config):
+    """Report a face for a moment, then go silent forever (a stuck camera read)."""
+    for i in range(10):
+        hub.publish(PersonResult(time.time(), (FACE,), i), SensorStatus("running"))
+        time.sleep(0.02)
+    while True:
+        time.sleep(1)
+
+
+def noisy_logs(hub, stop, config):
+    """Print pixel-like dumps and many lines; the guard's log filter must stop them."""
+    import numpy as np
+
+    print(repr(np.arange(64, dtype=np.uint8).reshape(8, 8)), flush=True)
+    print(" ".join(str(v) for v in range(200)), flush=True)
+    for i in range(100):
+        print(f"line {i}", flush=True)
+    steady(hub, stop, config)
+
+
+def echo_commands(hub, stop, config):
+    """Report the last register write as a face's confidence (register × 10 + value)."""
+    last = [50]
+    hub.set_controller(lambda write: last.__setitem__(0, write.register * 10 + write.value))
+    i = 0
+    while not stop.is_set():
+        i += 1
+        face = PersonFace((10, 20, 110, 140), min(100, last[0]), True)
+        hub.publish(PersonResult(time.time(), (face,), i), SensorStatus("running"))
+        time.sleep(0.02)
+
+
+def deaf(hub, stop, config):
+    """Stops reading its command pipe but keeps it open, so the pipe fills up."""
+    keep = os.dup(config.command_fd)  # the guard's pipe stays open, unread
+    idle_r, _idle_w = os.pipe()
+    os.dup2(idle_r, config.command_fd)  # the command thread's next read waits here
+    steady(hub, stop, config)
+    os.close(keep)
