@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from mlsensors.errors import InputError, MlsensorsError
 from mlsensors.hub import Hub, RegisterWrite, Snapshot
 from mlsensors.transports import ha_discovery as ha
+from mlsensors.transports.secret_file import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -360,16 +361,3 @@ def from_args(args: argparse.Namespace, hub: Hub) -> MqttBridge | None:
         control=args.mqtt_control)
     return MqttBridge(hub, settings)
 
-
-def read_secret(path: Path, what: str) -> str:
-    """The first line of a secret file, stripped; a clear error if it is missing or empty."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}") \
-            from None
-    lines = text.splitlines()
-    secret = lines[0].strip() if lines else ""
-    if not secret:
-        raise InputError(f"{what} {path} is empty")
-    return secret
