@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, require_tool
+
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
 from mlsensors.transports import commands
 from mlsensors.transports.mqtt import MqttBridge, MqttSettings
@@ -83,7 +83,8 @@ class Watcher:
     def __init__(self, port: int, topics=("homeassistant/#", "mlsensors/#")):
         self.messages: list = []
         self.cond = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{port}")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"watch-{time.monotonic_ns()}")
         self.client.reconnect_delay_set(0.1, 0.5)
         self.subscribed = threading.Event()
         self.client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics])
