@@ -197,8 +197,14 @@ def test_cli_options(tmp_path):
     assert mqtt.from_args(args, Hub()).settings.ca_file == "/etc/ca.pem"
     (tmp_path / "empty").write_text("\n")
     for path, message in ((tmp_path / "empty", "is empty"), (tmp_path / "none", "cannot read")):
-        args = parser.parse_args(["--mqtt", "mqtt://h", "--mqtt-password-file", str(path)])
+        args = parser.parse_args(["--mqtt", "mqtt://h", "--mqtt-username", "u",
+                                  "--mqtt-password-file", str(path)])
         with pytest.raises(InputError, match=message):
             mqtt.from_args(args, Hub())
+    args = parser.parse_args(["--mqtt", "mqtt://h", "--mqtt-password-file", str(secret)])
+    with pytest.raises(InputError, match="needs --mqtt-username"):
+        mqtt.from_args(args, Hub())  # a password that would be silently unused
+    s = mqtt.from_args(parser.parse_args(["--mqtt", "mqtts://h"]), Hub()).settings
+    assert (s.tls, s.port) == (True, 8883)
     with pytest.raises(InputError, match="node id"):
         mqtt.from_args(parser.parse_args(["--mqtt", "mqtt://h", "--node-id", "a b"]), Hub())

@@ -275,7 +275,7 @@ def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, 
     stage.close()
 
     again = IdentityStage(options, store=model_store)
-    assert again.problem is None and again.gallery.ids() == [3]
+    assert not again.problem and again.gallery.ids() == [3]
     faces = detect(other)
     got = [again.process(other, faces, k * 0.1)[0] for k in range(3)]
     assert got[-1].resolved and got[-1].id == 3 and got[-1].id_confidence > 50

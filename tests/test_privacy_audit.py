@@ -26,7 +26,7 @@ def test_audit_of_a_sealed_child_passes_with_evidence(model_store):
     assert not failed, failed
     names = {c.name for c in report.checks}
     for expected in ("user namespace", "net namespace", "seccomp filter", "no_new_privs",
-                     "file size limit 0", "memory cap", "network from inside fails",
+                     "file size limit", "memory cap", "network from inside fails",
                      "file write from inside fails", "output rate within the cap",
                      "injected malformed record dropped", "injected over-rate records dropped",
                      "model hashes match the manifest", "channel capacity"):

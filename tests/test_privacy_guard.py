@@ -151,7 +151,7 @@ def test_register_writes_are_checked_then_forwarded():
         deadline = time.monotonic() + 20
         while hub.snapshot().status.state != "running" and time.monotonic() < deadline:
             time.sleep(0.05)
-        with pytest.raises(ProtocolError, match="not writable"):
+        with pytest.raises(ProtocolError, match="unknown register"):
             hub.command(RegisterWrite(0x42, 1))
         with pytest.raises(ProtocolError, match="not valid"):
             hub.command(RegisterWrite(0x01, 7))
@@ -163,6 +163,35 @@ def test_register_writes_are_checked_then_forwarded():
                 break
             time.sleep(0.05)
         assert hub.snapshot().result.faces[0].confidence == 43
+
+
+def _confidence(hub: Hub, want: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        faces = hub.snapshot().result.faces
+        if faces and faces[0].confidence == want:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_settings_survive_a_restart_of_the_child_and_triggers_do_not():
+    hub = Hub()
+    guard = Guard(hub, ChildConfig(-1, -1, work="privacy_children:echo_commands",
+                                   memory_bytes=1 << 30), max_rate=RATE, timing=FAST)
+    with guard:
+        assert _confidence(hub, 50)
+        hub.command(RegisterWrite(0x07, 0))  # DEBUG_MODE=0: a setting
+        assert _confidence(hub, 70)
+        hub.command(RegisterWrite(0x06, 1))  # ERASE_IDS: a trigger, never replayed
+        assert _confidence(hub, 61)
+        first = guard.child_pid
+        os.kill(first, 9)
+        deadline = time.monotonic() + 20
+        while guard.child_pid in (0, first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert guard.child_pid not in (0, first)
+        assert _confidence(hub, 70), "the new child got DEBUG_MODE=0 again, not ERASE_IDS"
 
 
 def test_insecure_child_is_reported_unsealed():

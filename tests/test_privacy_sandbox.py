@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mlsensors.privacy import sandbox
-from mlsensors.privacy.child import _THREAD_ENV
+from mlsensors.privacy.child import THREAD_ENV
 
 SRC = str(Path(sandbox.__file__).resolve().parents[2])
 
@@ -116,7 +116,7 @@ def run_sealed(tmp_path, *, ns=True, seccomp=True, landlock=True, memory=512 << 
     try:
         proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)],
                               capture_output=True, text=True, timeout=30,
-                              env={**os.environ, **_THREAD_ENV, "PYTHONPATH": SRC}, cwd="/")
+                              env={**os.environ, **THREAD_ENV, "PYTHONPATH": SRC}, cwd="/")
     finally:
         listener.close()
     assert proc.returncode == 0 and proc.stdout, proc.stderr

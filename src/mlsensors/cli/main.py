@@ -17,6 +17,7 @@ from mlsensors.errors import MlsensorsError
 COMMANDS = (
     "detect",
     "person",
+    "serve",
     "models",
     "bench",
     "read",

@@ -16,6 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_sensor_arguments(r)
     r.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     r.add_argument("--json", action="store_true", help="one JSON object per frame")
+    r.add_argument("--id", action="store_true",
+                   help="report the IDs of faces enrolled in the gallery (read only; "
+                        "enrol with `mlsensors id enroll` or CALIBRATE_ID under serve)")
+    from mlsensors.cli.id import add_gallery_arguments
+
+    add_gallery_arguments(r)
     r.set_defaults(run=run)
 
 
@@ -38,6 +44,9 @@ def add_sensor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=None, help="minimum face score 0-1")
     p.add_argument("--threads", type=int, default=None, help="inference threads")
     p.add_argument("--max-fps", type=float, default=None, help="cap on frames per second")
+    p.add_argument("--no-tiling", action="store_true",
+                   help="one detector pass per frame, no tiles (faster on large frames, "
+                        "misses small faces)")
 
 
 def ensure_detector(model: str) -> None:
@@ -52,7 +61,8 @@ def sensor_options(args: argparse.Namespace):
     from mlsensors.sensors.person import SensorOptions
 
     return SensorOptions(model=args.model, score_threshold=args.threshold,
-                         threads=args.threads, max_fps=args.max_fps)
+                         threads=args.threads, max_fps=args.max_fps,
+                         tiling=not args.no_tiling)
 
 
 def result_json(result: PersonResult) -> dict:
@@ -82,8 +92,17 @@ def run(args: argparse.Namespace) -> int:
     ensure_detector(args.model)
     from mlsensors.sources import open_source
 
+    identity = None
+    if args.id:
+        from mlsensors.cli.id import ensure_id_models
+        from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+
+        ensure_id_models()
+        identity = IdentityStage(IdOptions(gallery=args.gallery, key_file=args.key))
+        if identity.problem:
+            print(f"mlsensors: {identity.problem}", file=sys.stderr)
     source = open_source(args.source, realtime=True)
-    with PersonSensor(source, sensor_options(args)) as sensor:
+    with PersonSensor(source, sensor_options(args), identity=identity) as sensor:
         print(f"mlsensors: source {sensor.source.name}", file=sys.stderr)
         for count, result in enumerate(sensor, start=1):
             fps = meter.tick(time.monotonic())

@@ -8,6 +8,7 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from mlsensors.hub import Hub, Snapshot
 from mlsensors.models import ModelStore
 from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.privacy.channel import Capacity, capacity
-from mlsensors.privacy.child import DEFAULT_WORK, Probe
+from mlsensors.privacy.child import DEFAULT_WORK, GALLERY_FILE_LIMIT, Probe
 from mlsensors.privacy.guard import GuardStats
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
 from mlsensors.sensors.person import SensorOptions
@@ -234,7 +235,10 @@ def _kb(text: str) -> int:
     return int(head[0]) if head and head[0].isdigit() else 0
 
 
-def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int) -> list[Check]:
+def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
+                 identify: bool = False) -> list[Check]:
+    """`identify`: the process was started with face IDs, so it may write files of up to
+    GALLERY_FILE_LIMIT bytes and holds two more pipes (to its embedding process)."""
     out = []
     for name in ("user", "net"):
         mine, theirs = view.ns[name], parent.ns[name]
@@ -247,8 +251,10 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int)
     nnp = view.status.get("NoNewPrivs", "?")
     out.append(Check("no_new_privs", nnp == "1", f"NoNewPrivs: {nnp}"))
     fsize = view.limits.get("Max file size", ("?", "?"))
-    out.append(Check("file size limit 0", fsize == ("0", "0"),
-                     f"Max file size: soft {fsize[0]}, hard {fsize[1]}"))
+    allowed = str(GALLERY_FILE_LIMIT if identify else 0)
+    out.append(Check("file size limit", fsize == (allowed, allowed),
+                     f"Max file size: soft {fsize[0]}, hard {fsize[1]} (allowed {allowed}"
+                     + (": the ID gallery)" if identify else ")")))
     core = view.limits.get("Max core file size", ("?", "?"))
     out.append(Check("no core dumps", core == ("0", "0"),
                      f"Max core file size: soft {core[0]}, hard {core[1]}"))
@@ -270,10 +276,54 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int)
                 and not target.startswith("/dev/video"):
             bad.append(f"fd {fd} is {target} open for writing")
     pipes = sum(1 for t, _ in view.fds.values() if t.startswith("pipe:"))
-    out.append(Check("inherited descriptors", not bad and pipes <= 4,
+    out.append(Check("inherited descriptors", not bad and pipes <= 4 + 2 * identify,
                      "; ".join(bad) or f"{pipes} pipes, no sockets, no writable files: "
                      + " ".join(summary[:12])))
     return out
+
+
+def _embedder_check(sensing: ProcView, guard: ProcView) -> Check:
+    """With IDs, the sensing process has one child, the embedding process: it must be
+    sealed on its own (namespaces unlike both, seccomp, no writes, its memory cap) and
+    hold nothing but pipes."""
+    from mlsensors.privacy.work import EMBED_MEMORY_CAP
+
+    kids = []
+    for task in os.listdir(f"/proc/{sensing.pid}/task"):
+        with contextlib.suppress(OSError), \
+                open(f"/proc/{sensing.pid}/task/{task}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    embedders = []
+    for kid in kids:
+        with contextlib.suppress(OSError), open(f"/proc/{kid}/cmdline", "rb") as f:
+            if b"mlsensors.sensors.embed_child" in f.read():
+                embedders.append(kid)
+    if len(embedders) != 1 or len(kids) != 1:
+        return Check("embedding process sealed", False,
+                     f"expected one child (the embedding process), found {len(kids)}: "
+                     f"{kids}")
+    try:
+        view = ProcView.read(embedders[0])
+    except OSError as e:
+        return Check("embedding process sealed", False, f"cannot read it: {e}")
+    problems = []
+    for name in ("user", "net"):
+        if view.ns[name] in (guard.ns[name], sensing.ns[name], "?"):
+            problems.append(f"shares the {name} namespace")
+    if view.status.get("Seccomp") != "2" or view.status.get("NoNewPrivs") != "1":
+        problems.append("no seccomp filter or no_new_privs")
+    if view.limits.get("Max file size") != ("0", "0"):
+        problems.append(f"file size limit {view.limits.get('Max file size')}")
+    if view.limits.get("Max address space") != (str(EMBED_MEMORY_CAP),) * 2:
+        problems.append(f"address space {view.limits.get('Max address space')}")
+    odd = [f"{fd}:{t}" for fd, (t, _) in view.fds.items()
+           if not (t.startswith("pipe:") or t == "/dev/null")]
+    if odd:
+        problems.append("descriptors other than pipes: " + " ".join(odd))
+    return Check("embedding process sealed", not problems, "; ".join(problems) or
+                 f"PID {view.pid}: own user and net namespaces, Seccomp 2, NoNewPrivs 1, "
+                 f"no file writes, address space {EMBED_MEMORY_CAP} B, "
+                 f"{len(view.fds)} descriptors, all pipes or /dev/null")
 
 
 def _probe_checks(probes: dict[str, str], connections: int, written: bool,
@@ -379,7 +429,9 @@ def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
                     "started with --insecure" if config.insecure
                     else f"declared on its command line (guard PID {parent.pid})")]
     hwm = _kb(view.status.get("VmHWM", ""))
-    checks += _proc_checks(view, parent, config.memory_bytes, hwm)
+    checks += _proc_checks(view, parent, config.memory_bytes, hwm, config.identify)
+    if config.identify:
+        checks.append(_embedder_check(view, parent))
     checks.append(_model_check(json.loads(config.sensor_options).get("model", "full")))
     cap = capacity(max_rate)
     checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "

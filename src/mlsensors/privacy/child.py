@@ -37,10 +37,13 @@ from mlsensors.privacy.channel import (
 from mlsensors.privacy.sandbox import SealError, SealPolicy, seal
 
 DEFAULT_WORK = "mlsensors.privacy.work:person_sensor"
+GALLERY_FILE_LIMIT = 64 << 10
+"""The largest file the sealed child may write (RLIMIT_FSIZE) when identification is on:
+a full gallery (8 IDs × 8 samples × 128 float32, encrypted) is 32,992 bytes."""
 EXIT_SEAL_FAILED = 3
 EXIT_FAILED = 4
 
-_THREAD_ENV = {
+THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -78,7 +81,13 @@ class ChildConfig:
     realtime: bool = True
     sensor_options: str = "{}"
     """The sensor loop's SensorOptions as JSON (built inside, after sealing)."""
+    identify: bool = False
+    """Start with face identification on (the embedding process is started before
+    sealing; without it, ENABLE_ID=1 is refused)."""
     gallery: str | None = None
+    """The gallery file; its folder is the one place the child may write."""
+    key_file: str | None = None
+    persist: bool = True
     model_dir: str = ""
     read_paths: tuple[str, ...] = ()
     device_paths: tuple[str, ...] = ()
@@ -114,26 +123,36 @@ def code_paths() -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if os.path.exists(p)))
 
 
-def policy_for(config: ChildConfig) -> SealPolicy:
-    reads = [
-        f"/proc/{os.getpid()}",  # the process's own /proc entries, nothing of others'
+def base_read_paths() -> list[str]:
+    """What any sealed mlsensors process reads besides code: its own /proc entries (and
+    nothing of other processes'), CPU facts, the loader cache, /dev/null, /dev/urandom."""
+    return [
+        f"/proc/{os.getpid()}",
         "/proc/cpuinfo",
         "/sys/devices/system/cpu",  # LiteRT's CPU feature and core detection
         "/etc/ld.so.cache",
         "/dev/null",
         "/dev/urandom",
-        *config.read_paths,
     ]
+
+
+def policy_for(config: ChildConfig) -> SealPolicy:
+    reads = [*base_read_paths(), *config.read_paths]
     if config.model_dir:
         reads.append(config.model_dir)
     if config.source and os.path.exists(config.source):
         reads.append(config.source)
-    if config.gallery:
-        reads.append(config.gallery)
+    writes: list[str] = []
+    if config.identify and config.gallery:
+        writes.append(os.path.dirname(config.gallery))
+    if config.key_file:
+        reads.append(config.key_file)
     if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
         reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
     return SealPolicy(
         read_paths=tuple(reads),
+        write_paths=tuple(writes),
+        file_bytes=GALLERY_FILE_LIMIT,
         exec_paths=code_paths(),
         device_paths=config.device_paths,
         memory_bytes=config.memory_bytes,
@@ -198,6 +217,9 @@ class Channel:
                 if not chunk:
                     break
                 buf += chunk
+                while not hub.accepting and not stop.is_set():
+                    # Writes the guard replays at start-up wait for the loop to be built.
+                    time.sleep(0.02)
                 while len(buf) >= COMMAND_SIZE:
                     register, value = buf[0], buf[1]
                     buf = buf[COMMAND_SIZE:]
@@ -283,6 +305,16 @@ def main(argv: list[str]) -> int:
     config = ChildConfig.from_json(argv[0])
     _die_with_parent()
     channel = Channel(config.record_fd, config.command_fd)
+    extra = {}
+    if config.identify:
+        from mlsensors.privacy.work import launch_embedder
+
+        try:
+            extra["embedder"] = launch_embedder(config)
+        except Exception as e:  # a missing ID model: say so, do not start half a sensor
+            print(f"cannot start face identification: {e}", file=sys.stderr)
+            channel.status(ChildState.FAILED, Reason.MODEL_ERROR)
+            return EXIT_FAILED
     if not config.insecure:
         try:
             report = seal(policy_for(config))
@@ -309,7 +341,7 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     channel.serve_commands(hub, stop)
     try:
-        load_work(config.work)(hub, stop, config)
+        load_work(config.work)(hub, stop, config, **extra)
     except ModelError as e:
         print(f"model refused: {e}", file=sys.stderr)
         channel.status(ChildState.FAILED, Reason.MODEL_ERROR)

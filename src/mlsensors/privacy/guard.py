@@ -38,24 +38,15 @@ from mlsensors.privacy.channel import (
     decode_frame,
     encode_command,
 )
-from mlsensors.privacy.child import _THREAD_ENV, EXIT_SEAL_FAILED, ChildConfig
+from mlsensors.privacy.child import EXIT_SEAL_FAILED, THREAD_ENV, ChildConfig
 from mlsensors.privacy.logfilter import LogFilter
 from mlsensors.types import PersonResult
+from mlsensors.wire.registers import REGISTER_MAP, check_write
 
 log = logging.getLogger("mlsensors.guard")
 
 _GOOD_TAGS = (TAG_RESULT, TAG_STATUS)
 
-REGISTER_VALUES: dict[int, range] = {
-    0x01: range(0, 2),  # mode: standby / continuous
-    0x02: range(0, 2),  # enable ID model
-    0x03: range(0, 256),  # single shot (value ignored)
-    0x04: range(0, 8),  # calibrate the next face as ID n
-    0x05: range(0, 2),  # persist IDs
-    0x06: range(0, 256),  # erase IDs (value ignored)
-    0x07: range(0, 2),  # debug mode
-}
-"""The register writes the guard forwards; any other write is refused before the pipe."""
 
 _ENV_PASSED = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "XDG_CACHE_HOME",
                "MLSENSORS_MODEL_DIR", "MLSENSORS_TEST_DATA")
@@ -185,11 +176,12 @@ class Guard:
         self._publish_times: deque[float] = deque(maxlen=64)
         self._peak_rss_kb = 0
         self._child_state = ChildState.STARTING
+        self._settings: dict[int, int] = {}
 
     # -- public ------------------------------------------------------------------
 
     def start(self) -> Guard:
-        self.hub.set_controller(self._command)
+        self.hub.set_controller(self.send)
         self.hub.set_status(self._status("starting", "starting the sealed sensing process"))
         self._thread = threading.Thread(target=self._supervise, name="guard", daemon=True)
         self._thread.start()
@@ -206,6 +198,12 @@ class Guard:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the guard supervises a child (or waits to restart one); False once
+        stopped, once a finite source has ended, or when the child cannot be sealed."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def child_pid(self) -> int:
@@ -233,16 +231,21 @@ class Guard:
 
     # -- commands ----------------------------------------------------------------
 
-    def _command(self, write: RegisterWrite) -> None:
-        allowed = REGISTER_VALUES.get(write.register)
-        if allowed is None:
-            raise ProtocolError(f"register 0x{write.register:02x} is not writable")
-        if write.value not in allowed:
-            raise ProtocolError(f"value {write.value} is not valid for register "
-                                f"0x{write.register:02x}")
+    def send(self, write: RegisterWrite) -> None:
+        """Pass one register write to the sensing process; ProtocolError if it is not a
+        legal Person Sensor write or the process cannot take it now.
+
+        Settings (mode, ID on/off, persist, debug) are remembered and replayed to every
+        restarted child, so a crash does not silently undo what a client configured.
+        """
+        reg = check_write(write.register, write.value)
         data = encode_command(write.register, write.value)
+        setting = REGISTER_MAP[reg].default is not None
         with self._lock:
             fd = self._command_fd
+            if fd is None and setting:
+                self._settings[reg] = write.value  # the next child starts with it
+                return
         if fd is None:
             raise ProtocolError("the sensing process is restarting; try again")
         try:
@@ -251,6 +254,9 @@ class Guard:
             raise ProtocolError("the sensing process is not taking commands") from None
         except OSError:
             raise ProtocolError("the sensing process is restarting; try again") from None
+        if setting:
+            with self._lock:
+                self._settings[reg] = write.value
 
     # -- supervision ---------------------------------------------------------------
 
@@ -307,7 +313,7 @@ class Guard:
         command_r, command_w = os.pipe()
         config = replace(self.config, record_fd=record_w, command_fd=command_r)
         env = {k: v for k, v in os.environ.items() if k in _ENV_PASSED}
-        env.update(_THREAD_ENV)
+        env.update(THREAD_ENV)
         try:
             child = subprocess.Popen(
                 [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
@@ -318,6 +324,10 @@ class Guard:
         finally:
             os.close(record_w)
             os.close(command_r)
+        with self._lock:
+            replay = b"".join(encode_command(r, v) for r, v in self._settings.items())
+        if replay:  # a few bytes into an empty pipe: never blocks
+            os.write(command_w, replay)
         os.set_blocking(command_w, False)
         return child, record_r, command_w
 

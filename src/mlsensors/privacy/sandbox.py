@@ -105,13 +105,20 @@ class SealPolicy:
     """What the sealed process may still do.
 
     `read_paths` are files or directories it may read (and, for `exec_paths`, map as
-    code); everything else on the file system is out of reach and nothing is writable.
+    code); everything else on the file system is out of reach and nothing but
+    `write_paths` is writable.
     `device_paths` (a camera) may be opened read-write for ioctl, as V4L2 requires.
     `memory_bytes` is the RLIMIT_AS cap (0: none). `require_namespace` refuses to run
     on the seccomp fallback alone (tests set it False to exercise the fallback).
     """
 
     read_paths: tuple[str, ...] = ()
+    write_paths: tuple[str, ...] = ()
+    """Folders in which regular files may also be created, written, replaced and removed
+    (the ID gallery's folder, and only when identification is on)."""
+    file_bytes: int = 0
+    """RLIMIT_FSIZE when `write_paths` is not empty (else always 0): no file written
+    there can grow past this."""
     exec_paths: tuple[str, ...] = ()
     device_paths: tuple[str, ...] = ()
     memory_bytes: int = 0
@@ -248,6 +255,8 @@ def install_landlock(policy: SealPolicy, abi: int) -> None:
         read = FS_READ_FILE | FS_READ_DIR
         rules = [(p, read) for p in policy.read_paths]
         rules += [(p, read | FS_EXECUTE) for p in policy.exec_paths]
+        write = read | FS_WRITE_FILE | FS_MAKE_REG | FS_REMOVE_FILE | FS_TRUNCATE
+        rules += [(p, write) for p in policy.write_paths]
         device = FS_READ_FILE | FS_WRITE_FILE | (FS_IOCTL_DEV if abi >= 5 else 0)
         rules += [(p, device) for p in policy.device_paths]
         for path, rights in rules:
@@ -277,10 +286,11 @@ def _add_path_rule(ruleset: int, path: str, rights: int) -> None:
         os.close(fd)
 
 
-def set_limits(memory_bytes: int) -> None:
-    """No file growth, no core dumps, capped address space; SIGXFSZ → EFBIG, not death."""
+def set_limits(memory_bytes: int, file_bytes: int = 0) -> None:
+    """No file growth beyond `file_bytes`, no core dumps, capped address space;
+    SIGXFSZ → EFBIG, not death."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -324,5 +334,5 @@ def seal(policy: SealPolicy) -> SealReport:
         raise SealError(errno.EPERM, "neither a network namespace nor seccomp is available; "
                                      "the network cannot be sealed ("
                                      + "; ".join(problems) + ")")
-    set_limits(policy.memory_bytes)
+    set_limits(policy.memory_bytes, policy.file_bytes if policy.write_paths else 0)
     return SealReport(namespace, seccomp, abi, True, policy.memory_bytes, tuple(problems))

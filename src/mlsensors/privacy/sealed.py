@@ -48,6 +48,23 @@ def device_paths(source: str | None) -> tuple[str, ...]:
     return ()
 
 
+def prepare_gallery_folder(gallery: str | None) -> str:
+    """The gallery file's path, its folder created (0700) now: the sealed child may write
+    inside that folder but cannot create it."""
+    from mlsensors.sensors.gallery_file import default_gallery_path
+
+    path = os.path.abspath(gallery) if gallery else str(default_gallery_path())
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the gallery folder {folder}: "
+                         f"{e.strerror or e}") from None
+    if os.path.isdir(path):
+        raise InputError(f"gallery {path} is a folder, not a file")
+    return path
+
+
 class SealedSensor:
     """Start/stop the sealed sensing child and its guard for one Hub."""
 
@@ -61,7 +78,10 @@ class SealedSensor:
         insecure: bool = False,
         loop: bool = False,
         realtime: bool = True,
+        identify: bool = False,
         gallery: str | None = None,
+        key_file: str | None = None,
+        persist: bool = True,
         memory_bytes: int = MEMORY_CAP,
         work: str = DEFAULT_WORK,
         probe: Probe | None = None,
@@ -73,6 +93,8 @@ class SealedSensor:
                 and source != "demo":
             raise InputError(f"source {source!r} does not exist")
         source_path = os.path.abspath(source) if source and os.path.exists(source) else source
+        if identify:
+            gallery = prepare_gallery_folder(gallery)
         config = ChildConfig(
             record_fd=-1,
             command_fd=-1,
@@ -81,7 +103,10 @@ class SealedSensor:
             loop=loop,
             realtime=realtime,
             sensor_options=json.dumps(asdict(options or SensorOptions())),
+            identify=identify,
             gallery=os.path.abspath(gallery) if gallery else None,
+            key_file=os.path.abspath(key_file) if key_file else None,
+            persist=persist,
             model_dir=str(default_cache_dir()),
             device_paths=device_paths(source),
             memory_bytes=memory_bytes,
@@ -95,6 +120,10 @@ class SealedSensor:
     @property
     def config(self) -> ChildConfig:
         return self.guard.config
+
+    @property
+    def running(self) -> bool:
+        return self.guard.running
 
     @property
     def child_pid(self) -> int:

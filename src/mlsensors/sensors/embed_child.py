@@ -20,8 +20,6 @@ import os
 import struct
 import sys
 
-import numpy as np
-
 REQUEST = struct.Struct("<HH4f")
 ERROR = struct.Struct("<H")
 
@@ -37,15 +35,42 @@ def _read(stream, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def seal_self(model_dir: str | None, memory_bytes: int) -> None:
+    """Seal like the sensing process: no network, no exec, read only code and models.
+
+    It receives face crops, so it gets the same walls as the process that sends them.
+    """
+    from mlsensors.privacy.child import base_read_paths, code_paths
+    from mlsensors.privacy.sandbox import SealPolicy, seal
+
+    reads = base_read_paths() + ([model_dir] if model_dir else [])
+    try:
+        report = seal(SealPolicy(read_paths=tuple(reads), exec_paths=code_paths(),
+                                 memory_bytes=memory_bytes))
+    except OSError as e:  # SealError included: refuse to see a face unsealed
+        print(f"cannot seal the embedding process: {e}", file=sys.stderr, flush=True)
+        sys.exit(3)
+    print(f"embedding process sealed: namespace={report.namespace} "
+          f"seccomp={report.seccomp} landlock_abi={report.landlock_abi}", file=sys.stderr,
+          flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--jitter", type=int, default=0)
     parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--seal-memory", type=int, default=0,
+                        help="seal this process (as the sensing process is) with this "
+                             "address-space cap before loading anything")
     args = parser.parse_args(argv)
     if args.nice:
         with contextlib.suppress(OSError):
             os.nice(args.nice)
+    if args.seal_memory:
+        seal_self(args.model_dir, args.seal_memory)
+    import numpy as np
+
     from mlsensors.errors import MlsensorsError
     from mlsensors.models import ModelStore
     from mlsensors.vision.embed import FaceEmbedder

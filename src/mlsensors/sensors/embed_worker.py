@@ -78,17 +78,15 @@ class ProcessWorker:
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
-                 niceness: int = 0) -> None:
-        from mlsensors.models import ModelStore
-        from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
-
-        store = ModelStore(model_dir)
-        store.path(SHAPE_MODEL)
-        store.path(RECOGNITION_MODEL)
-        self._cmd = [sys.executable, "-m", "mlsensors.sensors.embed_child",
-                     "--jitter", str(int(jitter)), "--nice", str(int(niceness))]
-        if model_dir is not None:
-            self._cmd += ["--model-dir", str(model_dir)]
+                 niceness: int = 0, process: subprocess.Popen | None = None) -> None:
+        """`process`: an embedding child already started with `launch` (the sealed
+        sensing process starts it before sealing itself, because afterwards it may not
+        start programs). Such a worker cannot restart its child: when it dies,
+        identification stops and `error` says why."""
+        self._cmd = None if process is not None else self.command(
+            model_dir, jitter=jitter, niceness=niceness)
+        self._given = process
+        self._started_once = False
         self.error = ""
         """Why the last job or start failed, for the sensor's status."""
         self.count = 0
@@ -102,14 +100,46 @@ class ProcessWorker:
         self._thread = threading.Thread(target=self._serve, name="embed-worker", daemon=True)
         self._thread.start()
 
-    def _spawn(self) -> subprocess.Popen:
+    @staticmethod
+    def command(model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
+                niceness: int = 0, seal_memory: int = 0) -> list[str]:
+        """The embedding child's command line (checks that the models are in place)."""
+        from mlsensors.models import ModelStore
+        from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
+
+        store = ModelStore(model_dir)
+        store.path(SHAPE_MODEL)
+        store.path(RECOGNITION_MODEL)
+        cmd = [sys.executable, "-m", "mlsensors.sensors.embed_child",
+               "--jitter", str(int(jitter)), "--nice", str(int(niceness))]
+        if model_dir is not None:
+            cmd += ["--model-dir", str(model_dir)]
+        if seal_memory:
+            cmd += ["--seal-memory", str(int(seal_memory))]
+        return cmd
+
+    @staticmethod
+    def launch(cmd: list[str]) -> subprocess.Popen:
+        """Start an embedding child without starting any thread here (see `process`)."""
         import mlsensors
 
         env = dict(os.environ)
+        if "--seal-memory" in cmd:  # sealing needs a single-threaded process
+            from mlsensors.privacy.child import THREAD_ENV
+
+            env.update(THREAD_ENV)
         here = str(Path(mlsensors.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env=env, close_fds=True)
+
+    def _spawn(self) -> subprocess.Popen:
+        proc, self._given = self._given, None
+        if proc is None:
+            if self._started_once and self._cmd is None:
+                raise OSError("the embedding process ended and cannot be restarted here")
+            proc = self.launch(self._cmd)
+        self._started_once = True
         if proc.stdout.read(1) != b"R":
             proc.kill()
             proc.wait()

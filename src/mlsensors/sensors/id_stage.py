@@ -47,7 +47,7 @@ class IdentityStage:
     def __init__(self, options: IdOptions | None = None, *, store=None, worker=None) -> None:
         self.options = options = options or IdOptions()
         self.gallery_file = GalleryFile(options.gallery, options.key_file)
-        gallery, self.problem = self.gallery_file.load_or_empty(num_ids=options.num_ids)
+        gallery, self.load_problem = self.gallery_file.load_or_empty(num_ids=options.num_ids)
         if worker is None:
             if options.in_process:
                 from mlsensors.sensors.embed_worker import InlineWorker
@@ -68,6 +68,15 @@ class IdentityStage:
     @property
     def gallery(self):
         return self.identifier.gallery
+
+    @property
+    def problem(self) -> str:
+        """What is wrong with identification right now, for the sensor's status: a bad
+        gallery file set aside at start, a failed save, a broken embedding process."""
+        worker_error = getattr(self.identifier.worker, "error", "")
+        problems = [self.load_problem, self.identifier.save_problem,
+                    f"embedding: {worker_error}" if worker_error else ""]
+        return "; ".join(p for p in problems if p)
 
     def process(self, image: np.ndarray, faces: Sequence[Face], now: float) -> list[TrackIdentity]:
         """Identities of `faces` (same order). `now`: the frame's monotonic timestamp."""

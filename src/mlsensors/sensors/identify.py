@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlsensors.errors import StateError
 from mlsensors.sensors.gallery import UNKNOWN, Gallery, Match
 from mlsensors.sensors.gallery_file import GalleryFile
 from mlsensors.sensors.track import TrackedFace, TrackUpdate
@@ -140,6 +141,8 @@ class TrackIdentifier:
         self.enabled = True
         """False: tracks are followed but nothing is embedded and every ID is −1."""
         self.last_calibration: CalibrationResult | None = None
+        self.save_problem = ""
+        """Why the last automatic save failed ("" once one succeeds)."""
         self._lock = threading.RLock()
 
     # -- commands (any thread) -------------------------------------------------------
@@ -303,7 +306,11 @@ class TrackIdentifier:
             self._calibration = None
             self._rematch()
             if self.persist and self.gallery_file is not None:
-                self.gallery_file.save(self.gallery)
+                try:
+                    self.gallery_file.save(self.gallery)
+                    self.save_problem = ""
+                except StateError as e:  # the IDs still work, from memory
+                    self.save_problem = f"IDs not saved: {e}"
 
     # -- scheduling --------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from mlsensors.errors import InputError
 from mlsensors.hub import Hub, SensorStatus
 from mlsensors.types import MAX_FACES, Face, Frame, PersonFace, PersonResult, SourceGap
 
@@ -49,6 +50,14 @@ def person_face(face: Face, width: int, height: int) -> PersonFace:
     )
 
 
+def with_identity(face: PersonFace, id_: int, id_confidence: int) -> PersonFace:
+    """The face with the identity stage's answer; IDs beyond the record's 0–7 stay
+    unknown (−1), because Person Sensor clients index arrays of eight."""
+    if not 0 <= id_ < 8:
+        return face
+    return replace(face, id=id_, id_confidence=max(0, min(100, id_confidence)))
+
+
 def largest_first(faces: list[Face], limit: int = MAX_FACES) -> list[Face]:
     return sorted(faces, key=lambda f: f.area, reverse=True)[:limit]
 
@@ -75,11 +84,16 @@ class FpsMeter:
 
 
 class PersonSensor:
-    """The sensor: a source and a detector, producing the Person Sensor's results."""
+    """The sensor: a source and a detector (and optionally an identity stage), producing
+    the Person Sensor's results. It implements `wire.device.SensorControl`, so the
+    Person Sensor's registers map onto its methods one to one."""
 
-    def __init__(self, source=None, options: SensorOptions | None = None, detector=None) -> None:
+    def __init__(self, source=None, options: SensorOptions | None = None, detector=None,
+                 identity=None) -> None:
         """`source` is a Source (anything with frames() and close()) or what
-        `open_source` accepts: None (camera, else demo), "demo", "camera:N", a path."""
+        `open_source` accepts: None (camera, else demo), "demo", "camera:N", a path.
+        `identity` is a `sensors.id_stage.IdentityStage` (None: no face IDs; every face
+        is reported with id −1 and the ID registers are refused)."""
         from mlsensors.sources import open_source
 
         self.options = options or SensorOptions()
@@ -93,6 +107,8 @@ class PersonSensor:
                                     score_threshold=self.options.score_threshold,
                                     tiling=self.options.tiling)
         self.detector = detector
+        self.identity = identity
+        self.debug = False
         self.frames_processed = 0
         self.fps = FpsMeter()
         self._frames: Iterator[Frame | SourceGap] | None = None
@@ -102,7 +118,11 @@ class PersonSensor:
         self._wake = threading.Event()
 
     def close(self) -> None:
-        self.source.close()
+        try:
+            self.source.close()
+        finally:
+            if self.identity is not None:
+                self.identity.close()
 
     def __enter__(self) -> PersonSensor:
         return self
@@ -113,12 +133,23 @@ class PersonSensor:
     def process(self, frame: Frame) -> PersonResult:
         """Detect in one frame and make its result (the four largest faces)."""
         faces = largest_first(self.detector.detect(frame.image))
+        reported = [person_face(f, frame.width, frame.height) for f in faces]
+        if self.identity is not None:
+            who = self.identity.process(frame.image, faces, time.monotonic())
+            reported = [with_identity(face, i.id, i.id_confidence)
+                        for face, i in zip(reported, who, strict=True)]
         self.frames_processed += 1
         return PersonResult(
             timestamp=time.time(),
-            faces=tuple(person_face(f, frame.width, frame.height) for f in faces),
+            faces=tuple(reported),
             frame_index=self.frames_processed - 1,
         )
+
+    def _gap(self) -> PersonResult:
+        """A source gap: no faces, and the tracker learns that a frame went missing."""
+        if self.identity is not None:
+            self.identity.gap()
+        return PersonResult(timestamp=time.time(), frame_index=self.frames_processed)
 
     def _next_item(self) -> Frame | SourceGap | None:
         if self._frames is None:
@@ -129,7 +160,7 @@ class PersonSensor:
         """One result per frame; a source gap yields an empty result (no stale faces)."""
         while (item := self._next_item()) is not None:
             if isinstance(item, SourceGap):
-                yield PersonResult(timestamp=time.time(), frame_index=self.frames_processed)
+                yield self._gap()
                 continue
             yield self.process(item)
             del item
@@ -148,6 +179,38 @@ class PersonSensor:
         """SINGLE_SHOT register: process exactly one frame while in standby."""
         self._single_shot.set()
         self._wake.set()
+
+    def _need_identity(self, register: str):
+        if self.identity is None:
+            raise InputError(f"{register}: face identification is off (start the sensor "
+                             "with --id)")
+        return self.identity
+
+    def set_identification(self, on: bool) -> None:
+        """ENABLE_ID register: compute IDs (1) or report every face with id −1 (0).
+        Switching off without an identity stage is accepted: it is off already."""
+        if on or self.identity is not None:
+            self._need_identity("ENABLE_ID").set_enabled(on)
+
+    def calibrate(self, face_id: int) -> None:
+        """CALIBRATE_ID register: learn the largest face of the next frames as `face_id`."""
+        self._need_identity("CALIBRATE_ID").calibrate(face_id)
+
+    def set_persist(self, on: bool) -> None:
+        """PERSIST_IDS register: keep the IDs in the gallery file across restarts."""
+        if self.identity is not None:
+            self.identity.set_persist(on)
+
+    def erase_ids(self) -> None:
+        """ERASE_IDS register: forget every ID, in memory and on disk, now."""
+        if self.identity is not None:
+            self.identity.erase()
+
+    def set_debug(self, on: bool) -> None:
+        """DEBUG_MODE register: on the SEN21231 it lights an LED while a face is seen.
+        There is no LED here; the flag is kept so it reads back, and the presence pin
+        (transports.gpio) serves the same purpose."""
+        self.debug = bool(on)
 
     # -- serving ---------------------------------------------------------------------
 
@@ -175,8 +238,7 @@ class PersonSensor:
                 break
             if isinstance(item, SourceGap):
                 self.fps.reset()
-                hub.publish(PersonResult(time.time(), (), self.frames_processed),
-                            self._status("fault", item.reason))
+                hub.publish(self._gap(), self._status("fault", item.reason))
                 continue
             result = self.process(item)
             del item
@@ -186,5 +248,15 @@ class PersonSensor:
         hub.set_status(self._status("stopped"))
 
     def _status(self, state: str, detail: str = "") -> SensorStatus:
+        problem = self.identity_problem()
+        if problem:
+            detail = f"{detail}; {problem}" if detail else problem
         return SensorStatus(state=state, fps=round(self.fps.fps, 2),
                             frames=self.frames_processed, detail=detail)
+
+    def identity_problem(self) -> str:
+        """Why identification is degraded (a bad gallery file set aside, a failed
+        embedding process), or "" when it is fine or off."""
+        if self.identity is None:
+            return ""
+        return self.identity.problem or ""

@@ -78,7 +78,7 @@ class MqttSettings:
         if parts.username or parts.password:
             raise InputError("put MQTT credentials in --mqtt-username/--mqtt-password-file, "
                              "not in the address (it shows in the process list)")
-        tls = parts.scheme == "mqtts" or bool(kwargs.pop("tls", False))
+        tls = bool(kwargs.pop("tls", False)) or parts.scheme == "mqtts"
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
@@ -119,7 +119,10 @@ class MqttBridge:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> MqttBridge:
-        import paho.mqtt.client as mqtt
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise InputError("MQTT needs paho-mqtt: pip install 'mlsensors[mqtt]'") from None
 
         s = self.settings
         protocol = mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311
@@ -352,6 +355,8 @@ def from_args(args: argparse.Namespace, hub: Hub) -> MqttBridge | None:
     if not getattr(args, "mqtt", None):
         return None
     password = None
+    if args.mqtt_password_file is not None and not args.mqtt_username:
+        raise InputError("--mqtt-password-file needs --mqtt-username")
     if args.mqtt_password_file is not None:
         password = read_secret(args.mqtt_password_file, "MQTT password file")
     node_id = args.node_id or ha.node_id_from_hostname(socket.gethostname())

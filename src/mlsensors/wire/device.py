@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from mlsensors.errors import MlsensorsError, ProtocolError
+from mlsensors.errors import InputError, MlsensorsError, ProtocolError
 from mlsensors.wire.registers import Mode, Register, check_write
 
 if TYPE_CHECKING:
@@ -188,3 +188,74 @@ class PersonSensorDevice:
             hub.set_controller(None)
 
         return detach
+
+
+class RegisterLink:
+    """A `SensorControl` on the far side of a pipe: each call becomes one register write.
+
+    The device model runs beside the transports (in the guard's process); the sensing
+    loop runs sealed in another. This carries the device's decisions across as the same
+    2-byte writes the wire uses, and `apply_write` turns them back into calls there.
+    """
+
+    def __init__(self, send: Callable[[RegisterWrite], None], *, ids: bool = True) -> None:
+        """`ids`: whether the far side can identify faces at all. Without, switching
+        identification on or calibrating is refused here, synchronously, so the client's
+        write fails as it would on a sensor without the ID model."""
+        self._send = send
+        self._ids = ids
+
+    def _need_ids(self, register: Register) -> None:
+        if not self._ids:
+            raise InputError(f"{register.name}: face identification is off (start the "
+                             "sensor with --id)")
+
+    def _write(self, register: Register, value: int) -> None:
+        from mlsensors.hub import RegisterWrite
+
+        self._send(RegisterWrite(int(register), int(value)))
+
+    def set_continuous(self, on: bool) -> None:
+        self._write(Register.MODE, Mode.CONTINUOUS if on else Mode.STANDBY)
+
+    def single_shot(self) -> None:
+        self._write(Register.SINGLE_SHOT, 1)
+
+    def set_identification(self, on: bool) -> None:
+        if on:
+            self._need_ids(Register.ENABLE_ID)
+        self._write(Register.ENABLE_ID, on)
+
+    def calibrate(self, face_id: int) -> None:
+        self._need_ids(Register.CALIBRATE_ID)
+        self._write(Register.CALIBRATE_ID, face_id)
+
+    def set_persist(self, on: bool) -> None:
+        self._write(Register.PERSIST_IDS, on)
+
+    def erase_ids(self) -> None:
+        self._write(Register.ERASE_IDS, 1)
+
+    def set_debug(self, on: bool) -> None:
+        self._write(Register.DEBUG_MODE, on)
+
+
+def apply_write(control: SensorControl, write: RegisterWrite) -> None:
+    """One register write as the `SensorControl` call it stands for (no mode rules: the
+    device model on the other side of a `RegisterLink` has applied them already)."""
+    reg = check_write(write.register, write.value)
+    value = write.value
+    if reg is Register.MODE:
+        control.set_continuous(value == Mode.CONTINUOUS)
+    elif reg is Register.ENABLE_ID:
+        control.set_identification(bool(value))
+    elif reg is Register.SINGLE_SHOT:
+        control.single_shot()
+    elif reg is Register.CALIBRATE_ID:
+        control.calibrate(value)
+    elif reg is Register.PERSIST_IDS:
+        control.set_persist(bool(value))
+    elif reg is Register.ERASE_IDS:
+        control.erase_ids()
+    else:
+        control.set_debug(bool(value))

@@ -14,10 +14,10 @@ from html import escape
 from mlsensors.models.manifest import MANIFEST
 from mlsensors.privacy.datasheet import plots
 from mlsensors.privacy.datasheet.measure import Measurements
-from mlsensors.privacy.guard import REGISTER_VALUES
 from mlsensors.privacy.logfilter import BURST, LINE_MAX, WINDOW
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP
 from mlsensors.wire.record import DATA_SIZE, RECORD_SIZE
+from mlsensors.wire.registers import REGISTER_MAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +44,6 @@ class Figure:
 
 
 Block = Heading | Para | Table | Figure
-
-REGISTER_NAMES = {
-    0x01: "mode (0 standby, 1 continuous)",
-    0x02: "enable ID model",
-    0x03: "single shot",
-    0x04: "calibrate next face as ID n",
-    0x05: "persist IDs",
-    0x06: "erase IDs",
-    0x07: "debug mode",
-}
 
 MODEL_DATA_NOTES = {
     "face_detection_full_range.tflite": "Trained by Google for MediaPipe Face Detection; "
@@ -104,9 +94,9 @@ def _interface(m: Measurements) -> list[Block]:
                  "is_facing", "0–100, 0–255 ×4, −128..100, −1..7, 0/1"),
         ("37–38", "uint16 CRC-16/CCITT-FALSE of bytes 0–36", ""),
     )
-    registers = tuple((f"0x{r:02x}", REGISTER_NAMES.get(r, "?"),
-                       f"{values.start}–{values.stop - 1}")
-                      for r, values in sorted(REGISTER_VALUES.items()))
+    registers = tuple((f"0x{r:02x}", f"{spec.register.name}: {spec.summary}",
+                       f"{spec.values.start}–{spec.values.stop - 1}")
+                      for r, spec in sorted(REGISTER_MAP.items()))
     latency = (f"median {m.timing.median_ms:.1f} ms, p95 {m.timing.p95_ms:.1f} ms per "
                f"{m.timing.frame} frame (detector and record), plus up to one guard tick "
                f"(1/rate)" if m.timing else "not measured")

@@ -54,4 +54,6 @@ def from_args(args: argparse.Namespace, hub: Hub) -> StatusPage | None:
         token = secrets.token_urlsafe(24)
     elif control:
         token = read_secret(Path(control), "control token file")
-    return StatusPage(hub, host, port, control_token=token, announce=True)
+    page = StatusPage(hub, host, port, control_token=token, announce=True)
+    page.announce_token = control == GENERATE
+    return page

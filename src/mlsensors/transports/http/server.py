@@ -71,6 +71,8 @@ class StatusPage:
         self.max_rate = max_rate
         self.max_streams = max_streams
         self.announce = announce
+        self.announce_token = False
+        """Print the control token with the address (only for a token generated now)."""
         self._timeline = PresenceTimeline(timeline_seconds)
         self._cond = threading.Condition()
         self._sequence = 0
@@ -99,10 +101,12 @@ class StatusPage:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="status-page", daemon=True)
         self._thread.start()
-        log.info("status page on %s", self.url)
         if self.announce:
-            suffix = f"#token={self.control_token}" if self.control_token else ""
+            # Only a token made up for this run is shown: one from a file stays out of logs.
+            suffix = f"#token={self.control_token}" if self.announce_token else ""
             print(f"mlsensors: status page at {self.url}{suffix}", file=sys.stderr)
+        else:
+            log.info("status page on %s", self.url)
         return self
 
     def stop(self) -> None:

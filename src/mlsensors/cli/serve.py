@@ -1,0 +1,112 @@
+"""`mlsensors serve`: the sensor as a long-running service behind its transports.
+
+    sealed sensing process ──(guard: checked records, ≤ max rate)──▶ Hub ──▶ transports
+                           ◀──(register writes, checked by the device model)── transports
+
+The sensing loop runs in the sealed child (`privacy.sealed`); this process holds the
+Hub, the Person Sensor's device model (register rules, presence pin) and the transports
+the command line asks for: virtual I2C bus, a Raspberry Pi's I2C target, the presence
+GPIO, MQTT for Home Assistant, the local status page. It never sees a picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from mlsensors.cli.id import add_gallery_arguments, ensure_id_models
+from mlsensors.cli.person import add_sensor_arguments, ensure_detector, sensor_options
+from mlsensors.errors import InputError
+
+EXIT_SENSOR_FAILED = 3
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the sensor as a service: I2C (virtual or Pi), MQTT, status page")
+    add_sensor_arguments(p)
+    p.add_argument("--loop", action="store_true",
+                   help="start a finite source (image, folder, video) again at its end")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long (default: until interrupted)")
+    ids = p.add_argument_group("face IDs")
+    ids.add_argument("--id", action="store_true",
+                     help="start with identification on (ENABLE_ID=1); without it, "
+                          "ENABLE_ID=1 is refused")
+    add_gallery_arguments(ids)
+    ids.add_argument("--no-persist", action="store_true",
+                     help="start with PERSIST_IDS=0: learnt IDs live in memory only")
+    from mlsensors.privacy import sealed
+    from mlsensors.transports import gpio, mqtt, pi_bsc, virtual_bus
+    from mlsensors.transports import http as status_page
+
+    sealed.add_arguments(p)
+    for transport in (virtual_bus, pi_bsc, gpio, mqtt, status_page):  # at least one
+        transport.add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlsensors.hub import Hub
+    from mlsensors.privacy import sealed
+    from mlsensors.transports import gpio, mqtt, pi_bsc, virtual_bus
+    from mlsensors.transports import http as status_page
+    from mlsensors.wire.device import DeviceState, PersonSensorDevice, RegisterLink
+
+    if args.duration is not None and args.duration <= 0:
+        raise InputError(f"--duration {args.duration:g}: give a positive number of seconds")
+    logging.basicConfig(level=logging.INFO, format="mlsensors: %(message)s",
+                        stream=sys.stderr)
+    hub = Hub()
+    transports = [t for t in (virtual_bus.from_args(args, hub), pi_bsc.from_args(args, hub),
+                              mqtt.from_args(args, hub), status_page.from_args(args, hub))
+                  if t is not None]
+    sensor = sealed.from_args(
+        args, hub, options=sensor_options(args), loop=args.loop, identify=args.id,
+        gallery=str(args.gallery) if args.gallery else None,
+        key_file=str(args.key) if args.key else None, persist=not args.no_persist)
+    device = PersonSensorDevice(
+        RegisterLink(sensor.guard.send, ids=args.id),
+        DeviceState(enable_id=args.id, persist_ids=not args.no_persist))
+    pin = gpio.from_args(args, device)
+    if pin is not None:
+        transports.append(pin)
+    if not transports:
+        raise InputError("nothing to serve to: give at least one of --bus, --i2c-target, "
+                         "--presence-pin, --mqtt, --http (see `mlsensors serve --help`)")
+    ensure_detector(args.model)
+    if args.id:
+        ensure_id_models()
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    started = []
+    sensor.start()
+    detach = device.attach(hub)  # after start: the device, not the guard, takes writes
+    try:
+        for transport in transports:
+            where = transport.start()
+            started.append(transport)
+            if where is not None and where is not transport:
+                logging.info("%s on %s", type(transport).__name__, where)
+        deadline = None if args.duration is None else time.monotonic() + args.duration
+        while not stop.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not sensor.running:
+                break
+    finally:
+        for transport in reversed(started):
+            transport.stop()
+        detach()
+        sensor.stop()
+    status = hub.snapshot().status
+    if status.state == "fault":
+        print(f"mlsensors: error: the sensor stopped: {status.detail}", file=sys.stderr)
+        return EXIT_SENSOR_FAILED
+    return 0
