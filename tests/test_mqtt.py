@@ -420,6 +420,23 @@ def test_erase_after_restart_removes_ids_from_an_earlier_run(broker, watcher):
         assert m.payload == b""
 
 
+def test_ids_learnt_and_erased_through_another_transport_follow(broker, watcher):
+    """CALIBRATE_ID and ERASE_IDS written over I2C (here: straight into the hub, as every
+    transport does) create and remove the per-ID entities, even with MQTT control off."""
+    hub = running_hub()
+    hub.set_controller(Recorder())
+    with MqttBridge(hub, settings(broker.port)):
+        watcher.wait("mlsensors/livingroom/state")
+        mark = watcher.mark()
+        hub.command(commands.calibrate(2))
+        m = watcher.wait("homeassistant/binary_sensor/livingroom/person_2/config", after=mark)
+        assert m.payload != b""
+        mark = watcher.mark()
+        hub.command(commands.erase())
+        m = watcher.wait("homeassistant/binary_sensor/livingroom/person_2/config", after=mark)
+        assert m.payload == b"", "erased IDs leave Home Assistant"
+
+
 def test_fleet_two_sensors_one_broker(broker, watcher):
     kitchen, hall = running_hub(), running_hub()
     with MqttBridge(kitchen, settings(broker.port, "kitchen")), \

@@ -68,6 +68,7 @@ class Hub:
     )
     _subscribers: list[Subscriber] = field(default_factory=list)
     _controller: Controller | None = None
+    _command_watchers: list[Callable[[RegisterWrite], None]] = field(default_factory=list)
 
     def publish(self, result: PersonResult, status: SensorStatus | None = None) -> Snapshot:
         """Replace the current result (and status); notify subscribers outside the lock."""
@@ -122,3 +123,21 @@ class Hub:
         if controller is None:
             raise ProtocolError("the sensor is not accepting commands")
         controller(write)
+        with self._lock:
+            watchers = list(self._command_watchers)
+        for watcher in watchers:
+            watcher(write)
+
+    def watch_commands(self, callback: Callable[[RegisterWrite], None]) -> Callable[[], None]:
+        """Call `callback` with every register write the sensing side accepted, whichever
+        transport sent it (so that, e.g., Home Assistant drops its per-ID entities when
+        the IDs are erased over I2C). Returns an unsubscribe function."""
+        with self._lock:
+            self._command_watchers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._command_watchers:
+                    self._command_watchers.remove(callback)
+
+        return unsubscribe

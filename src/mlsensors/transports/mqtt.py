@@ -145,7 +145,14 @@ class MqttBridge:
         # instead of failing the sensor's start.
         client.connect_async(s.host, s.port, keepalive=s.keepalive)
         client.loop_start()
-        self._unsubscribe = self.hub.subscribe(self._on_snapshot)
+        unsubscribe = self.hub.subscribe(self._on_snapshot)
+        unwatch = self.hub.watch_commands(self._on_command)
+
+        def detach() -> None:
+            unsubscribe()
+            unwatch()
+
+        self._unsubscribe = detach
         self._worker = threading.Thread(target=self._run, name=f"mqtt-{s.node_id}", daemon=True)
         self._worker.start()
         return self
@@ -246,12 +253,19 @@ class MqttBridge:
             self._reply(client, message.topic, ok=False, error=str(e))
             return
         self._reply(client, message.topic, ok=True, write=write)
+
+    def _on_command(self, write: RegisterWrite) -> None:
+        """Any accepted register write, from any transport: keep the per-ID entities in
+        step with calibrations and erasures."""
         with self._cond:
             created, removed = self._ids.forwarded(write)
+        client = self._client
+        if client is None or not (created or removed):
+            return
         for slot in created:
-            self._send(ha.id_config(t, self.device, slot), client)
+            self._send(ha.id_config(self.topics, self.device, slot), client)
         for slot in removed:
-            self._send(ha.id_removal(t, slot), client)
+            self._send(ha.id_removal(self.topics, slot), client)
         self._request_state(resend=bool(created))
 
     def _reply(self, client, topic: str, *, ok: bool, error: str = "",
