@@ -69,9 +69,13 @@ def shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
     Bilinear alone (what MediaPipe uses) aliases when shrinking by more than 2×, and
     OpenCV's area filter is slow for fractional factors. So: halve with the area filter
     (its fast path: an exact 2×2 box average) while the image is still at least twice
-    the target, then finish with bilinear over a factor below 2.
+    the target, then finish with bilinear over a factor below 2. The fast path needs
+    even sides, so an odd last row or column is dropped first: at most one source pixel,
+    far below what the model resolves (measured: 853×480 → 192×108 in 0.14 ms instead
+    of 1.15 ms, when that one column sent OpenCV down its generic area filter).
     """
     while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = image[: image.shape[0] & ~1, : image.shape[1] & ~1]
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2),
                            interpolation=cv2.INTER_AREA)
     if image.shape[1] == width and image.shape[0] == height:
