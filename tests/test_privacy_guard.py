@@ -143,6 +143,17 @@ def test_child_output_is_filtered():
     assert len(lines) <= BURST
 
 
+def _confidence(hub: Hub, want: int, timeout: float = 20) -> bool:
+    """Wait until echo_commands reports `want` as its face's confidence."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        faces = hub.snapshot().result.faces
+        if faces and faces[0].confidence == want:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_register_writes_are_checked_then_forwarded():
     hub = Hub()
     guard = Guard(hub, ChildConfig(-1, -1, work="privacy_children:echo_commands",
@@ -156,23 +167,7 @@ def test_register_writes_are_checked_then_forwarded():
         with pytest.raises(ProtocolError, match="not valid"):
             hub.command(RegisterWrite(0x01, 7))
         hub.command(RegisterWrite(0x04, 3))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            faces = hub.snapshot().result.faces
-            if faces and faces[0].confidence == 43:
-                break
-            time.sleep(0.05)
-        assert hub.snapshot().result.faces[0].confidence == 43
-
-
-def _confidence(hub: Hub, want: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        faces = hub.snapshot().result.faces
-        if faces and faces[0].confidence == want:
-            return True
-        time.sleep(0.05)
-    return False
+        assert _confidence(hub, 43, timeout=5)
 
 
 def test_settings_survive_a_restart_of_the_child_and_triggers_do_not():

@@ -55,6 +55,31 @@ class RegisterWrite:
 
 Subscriber = Callable[[Snapshot], None]
 Controller = Callable[[RegisterWrite], None]
+CommandWatcher = Callable[[RegisterWrite], None]
+
+
+class _Listeners:
+    """A thread-safe list of callbacks: `add` returns the matching unsubscribe, and
+    `current` a copy to call outside any lock (a callback may subscribe another)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable] = []
+
+    def add(self, callback: Callable) -> Callable[[], None]:
+        with self._lock:
+            self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def current(self) -> list[Callable]:
+        with self._lock:
+            return list(self._callbacks)
 
 
 @dataclass
@@ -66,9 +91,9 @@ class Hub:
         default_factory=lambda: Snapshot(PersonResult(0.0), pack_record(PersonResult(0.0)),
                                          SensorStatus())
     )
-    _subscribers: list[Subscriber] = field(default_factory=list)
+    _subscribers: _Listeners = field(default_factory=_Listeners)
     _controller: Controller | None = None
-    _command_watchers: list[Callable[[RegisterWrite], None]] = field(default_factory=list)
+    _command_watchers: _Listeners = field(default_factory=_Listeners)
 
     def publish(self, result: PersonResult, status: SensorStatus | None = None) -> Snapshot:
         """Replace the current result (and status); notify subscribers outside the lock."""
@@ -77,7 +102,7 @@ class Hub:
             snap = Snapshot(result, record, status or self._snapshot.status,
                             self._snapshot.sequence + 1)
             self._snapshot = snap
-            subscribers = list(self._subscribers)
+            subscribers = self._subscribers.current()
         for callback in subscribers:
             callback(snap)
         return snap
@@ -96,15 +121,7 @@ class Hub:
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback` with every new snapshot (from the publisher's thread; be quick)."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
+        return self._subscribers.add(callback)
 
     def set_controller(self, controller: Controller | None) -> None:
         with self._lock:
@@ -123,21 +140,11 @@ class Hub:
         if controller is None:
             raise ProtocolError("the sensor is not accepting commands")
         controller(write)
-        with self._lock:
-            watchers = list(self._command_watchers)
-        for watcher in watchers:
+        for watcher in self._command_watchers.current():
             watcher(write)
 
-    def watch_commands(self, callback: Callable[[RegisterWrite], None]) -> Callable[[], None]:
+    def watch_commands(self, callback: CommandWatcher) -> Callable[[], None]:
         """Call `callback` with every register write the sensing side accepted, whichever
         transport sent it (so that, e.g., Home Assistant drops its per-ID entities when
         the IDs are erased over I2C). Returns an unsubscribe function."""
-        with self._lock:
-            self._command_watchers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._command_watchers:
-                    self._command_watchers.remove(callback)
-
-        return unsubscribe
+        return self._command_watchers.add(callback)

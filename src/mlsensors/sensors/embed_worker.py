@@ -86,7 +86,6 @@ class ProcessWorker:
         self._cmd = None if process is not None else self.command(
             model_dir, jitter=jitter, niceness=niceness)
         self._given = process
-        self._started_once = False
         self.error = ""
         """Why the last job or start failed, for the sensor's status."""
         self.count = 0
@@ -136,10 +135,9 @@ class ProcessWorker:
     def _spawn(self) -> subprocess.Popen:
         proc, self._given = self._given, None
         if proc is None:
-            if self._started_once and self._cmd is None:
+            if self._cmd is None:  # it was handed over, and that one has ended
                 raise OSError("the embedding process ended and cannot be restarted here")
             proc = self.launch(self._cmd)
-        self._started_once = True
         if proc.stdout.read(1) != b"R":
             proc.kill()
             proc.wait()

@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from mlsensors.errors import InputError
 from mlsensors.hub import Hub, SensorStatus
 from mlsensors.types import MAX_FACES, Face, Frame, PersonFace, PersonResult, SourceGap
+from mlsensors.wire.device import identification_off
+from mlsensors.wire.registers import Register
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,21 +181,19 @@ class PersonSensor:
         self._single_shot.set()
         self._wake.set()
 
-    def _need_identity(self, register: str):
-        if self.identity is None:
-            raise InputError(f"{register}: face identification is off (start the sensor "
-                             "with --id)")
-        return self.identity
-
     def set_identification(self, on: bool) -> None:
         """ENABLE_ID register: compute IDs (1) or report every face with id −1 (0).
         Switching off without an identity stage is accepted: it is off already."""
-        if on or self.identity is not None:
-            self._need_identity("ENABLE_ID").set_enabled(on)
+        if self.identity is not None:
+            self.identity.set_enabled(on)
+        elif on:
+            raise identification_off(Register.ENABLE_ID)
 
     def calibrate(self, face_id: int) -> None:
         """CALIBRATE_ID register: learn the largest face of the next frames as `face_id`."""
-        self._need_identity("CALIBRATE_ID").calibrate(face_id)
+        if self.identity is None:
+            raise identification_off(Register.CALIBRATE_ID)
+        self.identity.calibrate(face_id)
 
     def set_persist(self, on: bool) -> None:
         """PERSIST_IDS register: keep the IDs in the gallery file across restarts."""
@@ -248,15 +247,10 @@ class PersonSensor:
         hub.set_status(self._status("stopped"))
 
     def _status(self, state: str, detail: str = "") -> SensorStatus:
-        problem = self.identity_problem()
+        """The status, with why identification is degraded (a bad gallery file set
+        aside, a failed save or embedding process) added to the detail."""
+        problem = self.identity.problem if self.identity is not None else ""
         if problem:
             detail = f"{detail}; {problem}" if detail else problem
         return SensorStatus(state=state, fps=round(self.fps.fps, 2),
                             frames=self.frames_processed, detail=detail)
-
-    def identity_problem(self) -> str:
-        """Why identification is degraded (a bad gallery file set aside, a failed
-        embedding process), or "" when it is fine or off."""
-        if self.identity is None:
-            return ""
-        return self.identity.problem or ""

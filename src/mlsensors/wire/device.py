@@ -190,6 +190,12 @@ class PersonSensorDevice:
         return detach
 
 
+def identification_off(register: Register) -> InputError:
+    """The refusal of an ID register by a sensor started without face identification."""
+    return InputError(f"{register.name}: face identification is off (start the sensor "
+                      "with --id)")
+
+
 class RegisterLink:
     """A `SensorControl` on the far side of a pipe: each call becomes one register write.
 
@@ -207,8 +213,7 @@ class RegisterLink:
 
     def _need_ids(self, register: Register) -> None:
         if not self._ids:
-            raise InputError(f"{register.name}: face identification is off (start the "
-                             "sensor with --id)")
+            raise identification_off(register)
 
     def _write(self, register: Register, value: int) -> None:
         from mlsensors.hub import RegisterWrite
