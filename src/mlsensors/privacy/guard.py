@@ -114,6 +114,11 @@ class _Inbox:
             self.status = None
             return status[1] if status is not None else None
 
+    def drained(self) -> bool:
+        """The pipe is closed and every frame kept from it has been taken."""
+        with self.lock:
+            return self.eof and self.result is None and self.status is None
+
     def feed(self, frames: bytes) -> None:
         """Account for a whole number of frames; keep the newest of each kind."""
         n = len(frames) // FRAME_SIZE
@@ -400,6 +405,7 @@ class Guard:
         period = 1.0 / self.max_rate
         started = now = time.monotonic()
         last_valid: float | None = None
+        exited_at = 0.0
         next_sample = started
         while True:
             # Each tick is at least one period after the previous one actually happened,
@@ -426,7 +432,12 @@ class Guard:
                 self._sample_memory(child.pid)
                 next_sample = now + 1.0
             if child.poll() is not None:
-                return "exited"
+                # Give its last frames their ticks first: a finite source's child writes
+                # its final result and "ended" just before it exits. (Bounded: a pipe
+                # some other process keeps open must not stall the restart.)
+                exited_at = exited_at or now
+                if inbox.drained() or now - exited_at > 1.0:
+                    return "exited"
             limit = self.timing.startup_timeout if last_valid is None else self.timing.watchdog
             if now - (last_valid if last_valid is not None else started) > limit:
                 child.kill()
