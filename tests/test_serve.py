@@ -156,6 +156,9 @@ def test_serve_without_a_transport_is_a_one_line_error():
 @pytest.mark.parametrize("args, message", [
     (("--duration", "0", "--bus", "unix:/tmp/x.sock"), "--duration"),
     (("--source", "/no/such/file.jpg", "--bus", "unix:/tmp/x.sock"), "does not exist"),
+    (("--id", "--gallery", "/tmp", "--bus", "unix:/tmp/x.sock"), "is a folder"),
+    (("--id", "--gallery", "/proc/1/no/gallery.bin", "--bus", "unix:/tmp/x.sock"),
+     "cannot create the gallery folder"),
 ])
 def test_bad_arguments_are_one_line_errors(args, message):
     proc = serve(*args)
