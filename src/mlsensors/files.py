@@ -1,0 +1,74 @@
+"""Reading a file the user named, bounded before a byte is read.
+
+Every path mlsensors reads on a user's word (an image, a gallery, a key, a token, an
+audio clip) can be a FIFO that never answers, a device that never ends (/dev/zero), a
+folder, or a file far larger than the thing it claims to be. `read_regular` opens
+without blocking, checks on the open descriptor (so the answer cannot change between
+check and read) that it is a regular file no larger than the caller's limit, and only
+then reads; anything else is one InputError line naming the path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from mlsensors.errors import InputError, SourceError
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    Raises SourceError when the path cannot be opened (missing, no permission) and
+    InputError when it is not a regular file or is larger than `limit`; both messages
+    start with `what` and the path.
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise SourceError(f"{what} {name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {name} is a folder, not a file") from None
+    except OSError as e:
+        raise SourceError(f"{what} {name}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{what} {name} is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise InputError(f"{what} {name} is {_size(st.st_size)}, more than the "
+                             f"{_size(limit)} allowed")
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:  # it grew while we read it
+            raise InputError(f"{what} {name} is more than the {_size(limit)} allowed")
+        return b"".join(chunks)
+    except OSError as e:
+        raise SourceError(f"{what} {name}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
