@@ -22,6 +22,7 @@ COMMANDS = (
     "bench",
     "read",
     "id",
+    "voice",
     "audit",
     "datasheet",
 )

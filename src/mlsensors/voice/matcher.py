@@ -23,7 +23,7 @@ from mlsensors.voice.embed import DIM
 
 MAX_COMMANDS = 16
 MAX_TEMPLATES = 10
-THRESHOLD = 0.30
+THRESHOLD = 0.18
 """Largest cosine distance to a command's centre still accepted (bench/voice_bench.py)."""
 CONFIDENCE_SCALE = 0.05
 NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,31}$")

@@ -25,6 +25,10 @@ _CAPTURE = 1
 _FORMAT_S16_LE = 2
 _ACCESS_RW_INTERLEAVED = 3
 _LATENCY_US = 100_000
+_ERROR_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                  ctypes.c_int, ctypes.c_char_p)
+_quiet = _ERROR_HANDLER(lambda *args: None)
+"""ALSA prints its own multi-line errors to stderr; ours is the one line that counts."""
 
 
 def _no_mic(reason: str) -> SourceError:
@@ -40,6 +44,7 @@ class AlsaMicrophone:
         if name is None:
             raise _no_mic("ALSA's libasound is not installed")
         self._lib = ctypes.CDLL(name)
+        self._lib.snd_lib_error_set_handler(_quiet)
         self._lib.snd_strerror.restype = ctypes.c_char_p
         self._pcm = ctypes.c_void_p()
         err = self._lib.snd_pcm_open(ctypes.byref(self._pcm), self.device.encode(),
