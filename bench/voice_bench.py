@@ -184,11 +184,11 @@ def peak_memory(store_path: Path, stream: np.ndarray) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "stream.wav"
         sf.write(wav, stream[:300 * SAMPLE_RATE], SAMPLE_RATE, subtype="PCM_16")
-        # the child reports its own peak: a fork's pre-exec copy of this big process
-        # would otherwise count as the child's (RUSAGE_CHILDREN)
-        code = ("import resource, sys; from mlsensors.cli.main import main; "
-                "main(sys.argv[1:]); "
-                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+        # the child reports its own high-water mark (VmHWM, kept per address space): the
+        # rusage maxrss survives exec and would count this big process's fork as its own
+        code = ("import sys; from mlsensors.cli.main import main; main(sys.argv[1:]); "
+                "print([l.split()[1] for l in open('/proc/self/status') "
+                "if l.startswith('VmHWM')][0], file=sys.stderr)")
         done = subprocess.run([sys.executable, "-c", code, "voice", "run", "--source", str(wav),
                                "--wake-word", "alexa", "--store", str(store_path), "--json"],
                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
