@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="fetch, list and verify the pinned model files")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     fetch = msub.add_parser("fetch", help="download, verify and cache the model files")
-    fetch.add_argument("names", nargs="*", help="model file names (default: all but the optional ones)")
+    fetch.add_argument("names", nargs="*",
+                       help="model file names (default: all but the optional ones)")
     fetch.add_argument(
         "--from", dest="source_dir", type=Path, help="folder holding the package archives"
     )
