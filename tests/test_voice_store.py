@@ -9,7 +9,7 @@ import pytest
 
 from mlsensors.errors import InputError, StateError
 from mlsensors.sensors.gallery_file import write_new_key
-from mlsensors.voice.embed import DIM
+from mlsensors.voice.embed import RAW_DIM as DIM
 from mlsensors.voice.matcher import MAX_COMMANDS, CommandSet, check_name
 from mlsensors.voice.store import TemplateFile
 
@@ -32,6 +32,19 @@ def test_round_trip_mode_and_threshold(tmp_path):
     assert back.names() == ["cmd 0", "cmd 1"] and back.threshold == pytest.approx(0.2)
     assert np.allclose(back.templates("cmd 1"), cs.templates("cmd 1"))
     assert not list(f.path.parent.glob(".voice.bin.*"))  # no leftovers of the save
+
+
+def test_shipped_threshold_is_not_frozen_into_the_file(tmp_path):
+    """A set that uses the shipped threshold keeps using it after a save (so new
+    constants apply to old enrolments); an override survives."""
+    f = TemplateFile(tmp_path / "voice.bin")
+    cs = commands()
+    cs.threshold = None
+    f.save(cs)
+    back = f.load()
+    assert back.threshold_override is None and back.threshold == back.normaliser.threshold
+    with pytest.raises(InputError, match="threshold"):
+        cs.threshold = -1.0
 
 
 def test_encrypted_needs_its_key(tmp_path):

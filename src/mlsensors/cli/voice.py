@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a shipped wake word (alexa, hey_jarvis, hey_mycroft, okay_nabu); "
                         "its detections are events too")
     q.add_argument("--threshold", type=float, default=None,
-                   help="distance threshold (default: the enrolled one)")
+                   help="normalised score a command must reach "
+                   "(default: the stored or shipped one)")
     q.set_defaults(run=_run)
 
     q = vsub.add_parser("list", help="show the enrolled commands")
@@ -170,7 +171,7 @@ def _run_folder(args, options, commands, folder: Path) -> int:
             row = {"path": str(path), "error": str(e)}
         else:
             row = {"path": str(path), "command": m.name, "score": m.confidence,
-                   "distance": round(m.distance, 4) if math.isfinite(m.distance) else None}
+                   "normalised": round(m.score, 3) if math.isfinite(m.score) else None}
         if args.json:
             print(json.dumps(row), flush=True)
         elif "error" in row:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True, slots=True)
 class NearMissOptions:
     margin: float = 0.10
-    """Distance (or probability) below the threshold still counted as a near-miss."""
+    """Wake-word probability below its cutoff still counted as a near-miss."""
+    score_margin: float = 1.0
+    """Normalised command score below the threshold still counted as a near-miss."""
     window: float = 5.0
     suggest_after: int = 3
     suggest_ratio: float = 0.2

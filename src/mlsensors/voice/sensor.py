@@ -1,7 +1,7 @@
 """The voice sensor: audio in, command events out, and nothing else.
 
-source → ring (≤ 2 s) → [wake word] → endpointer → 1 s window → embed → match → gate →
-near-miss tracker → VoiceEvent (the record's fields)
+source → ring (≤ 2 s) → [wake word] → endpointer → voicing → 1 s windows → embed →
+normalise → match (s-norm) → gate → near-miss tracker → VoiceEvent (the record's fields)
 
 `VoiceSensor` is iterable like `PersonSensor`: one VoiceEvent per recognised command
 (or wake word). It never writes audio or templates anywhere: enrolment returns the
@@ -21,12 +21,16 @@ import numpy as np
 from mlsensors.errors import InputError
 from mlsensors.voice.audio import SAMPLE_RATE, AudioBlock, AudioEnd, Clip
 from mlsensors.voice.clips import MAX_ENROL_SECONDS, check_level, read_clip
-from mlsensors.voice.matcher import CommandMatch, CommandSet
+from mlsensors.voice.matcher import UNKNOWN, CommandMatch, CommandSet
 from mlsensors.voice.nearmiss import NearMissOptions, NearMissTracker
 from mlsensors.voice.record import MAX_RATE, EventKind, VoiceEvent
 from mlsensors.voice.ring import AudioRing
 from mlsensors.voice.segment import Endpointer, SegmentOptions, Utterance, utterances
+from mlsensors.voice.voicing import VoicingOptions, is_voiced
 
+SHIFTS = (-0.05, 0.0, 0.05)
+"""Three windows 50 ms apart: an endpointer's centre is never exact (bench/voice_bench.py
+measures with and without)."""
 GATES = ("none", "wake")
 """Gates of the core; "facing" and "both" come with the person sensor in `serve`."""
 
@@ -40,8 +44,14 @@ class VoiceOptions:
     """A shipped wake word (voice.wakeword.WAKE_MODELS); its detections are events too."""
     gate_seconds: float = 5.0
     threshold: float | None = None
-    """Override the enrolled commands' distance threshold."""
+    """Override the enrolled commands' score threshold."""
+    shifts: tuple[float, ...] = SHIFTS
+    """Offsets (s) of the windows embedded per utterance around its energy centre; the
+    best-scoring one counts (enrolment uses the centre only)."""
     segment: SegmentOptions = field(default_factory=SegmentOptions)
+    voicing: VoicingOptions | None = field(default_factory=VoicingOptions)
+    """An utterance without this much pitch (noise, a whisper) is never matched; None:
+    every utterance is."""
     near_miss: NearMissOptions = field(default_factory=NearMissOptions)
 
 
@@ -60,6 +70,13 @@ class Heard:
 def window_around(centre: int, read: Callable[[int, int], np.ndarray]) -> np.ndarray:
     """The one-second window the embedder sees, centred on the utterance's energy."""
     return read(centre - SAMPLE_RATE // 2, centre + SAMPLE_RATE // 2)
+
+
+def embed_windows(embedder, centre: int, read: Callable[[int, int], np.ndarray],
+                  shifts: tuple[float, ...] = (0.0,)) -> np.ndarray:
+    """Raw features (len(shifts), RAW_DIM) of the windows around `centre`."""
+    return np.stack([embedder.embed(window_around(centre + round(s * SAMPLE_RATE), read))
+                     for s in shifts])
 
 
 class VoiceSensor:
@@ -81,6 +98,8 @@ class VoiceSensor:
         self.commands = commands if commands is not None else CommandSet()
         if self.options.threshold is not None:
             self.commands.threshold = float(self.options.threshold)
+        if not self.options.shifts or any(abs(s) > 0.25 for s in self.options.shifts):
+            raise InputError("window shifts must be 1 or more offsets within ±0.25 s")
         if embedder is None:
             from mlsensors.voice.embed import CommandEmbedder
 
@@ -116,8 +135,10 @@ class VoiceSensor:
 
     # -- enrolment and single clips ------------------------------------------------
 
-    def embed_clip(self, clip: Clip) -> tuple[np.ndarray, Utterance] | None:
-        """The embedding of a clip's loudest utterance; None if it has no speech."""
+    def embed_clip(self, clip: Clip, shifts: tuple[float, ...] = (0.0,)
+                   ) -> tuple[np.ndarray, Utterance] | None:
+        """Raw features (len(shifts), RAW_DIM) of a clip's loudest utterance; None if it
+        has no speech."""
         found = utterances(clip.samples, self.options.segment)
         if not found:
             return None
@@ -130,13 +151,17 @@ class VoiceSensor:
                 out[lo - start:hi - start] = clip.samples[lo:hi]
             return out
 
-        return self.embedder.embed(window_around(best.centre, read)), best
+        return embed_windows(self.embedder, best.centre, read, shifts), best
+
+    def voiced(self, samples: np.ndarray) -> bool:
+        v = self.options.voicing
+        return v is None or is_voiced(samples, v)
 
     def classify(self, clip: Clip) -> CommandMatch:
-        """The command said in one short clip (unknown when none, or no speech)."""
-        got = self.embed_clip(clip)
-        if got is None:
-            return CommandMatch(-1, None, float("inf"), 0, -1)
+        """The command said in one short clip (unknown when none, or no voiced speech)."""
+        got = self.embed_clip(clip, self.options.shifts)
+        if got is None or not self.voiced(clip.samples[got[1].start:got[1].end]):
+            return UNKNOWN
         return self.commands.match(got[0])
 
     def enroll(self, name: str, clips: Iterable[Clip | str | os.PathLike[str]]) -> int:
@@ -153,7 +178,10 @@ class VoiceSensor:
             if got is None:
                 raise InputError(f"{clip.origin}: no speech found; say the command once, "
                                  f"clearly, with a little silence around it")
-            rows.append(got[0])
+            if not self.voiced(clip.samples[got[1].start:got[1].end]):
+                raise InputError(f"{clip.origin}: no voice found in the speech (noise, or a "
+                                 f"whisper?); say the command aloud")
+            rows.append(got[0][0])
         if not rows:
             raise InputError(f"no clips given for command {name!r}")
         index = self.commands.set(name, np.stack(rows))
@@ -205,15 +233,20 @@ class VoiceSensor:
         return events
 
     def _decide(self, utterance: Utterance, position: int) -> VoiceEvent | None:
-        window = window_around(utterance.centre, self.ring.read)
-        match = self.commands.match(self.embedder.embed(window))
+        if not self.commands:
+            return None
+        if not self.voiced(self.ring.read(utterance.start, utterance.end)):
+            match = UNKNOWN
+        else:
+            match = self.commands.match(embed_windows(self.embedder, utterance.centre,
+                                                      self.ring.read, self.options.shifts))
         gated = self.options.gate == "wake" and utterance.start > self._gate_until
         if self.on_heard is not None:
             self.on_heard(Heard(utterance, match, gated, position))
         when = utterance.end / SAMPLE_RATE
         if not match.known:
-            if match.nearest >= 0 and match.distance < (self.commands.threshold
-                                                         + self.options.near_miss.margin):
+            if match.nearest >= 0 and match.score > (self.commands.threshold
+                                                     - self.options.near_miss.score_margin):
                 self.tracker.near_miss(self.commands.names()[match.nearest], when)
             return None
         self.tracker.detection(match.name, when)

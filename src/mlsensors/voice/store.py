@@ -12,7 +12,8 @@ Layout (version 1), little-endian, the gallery's frame with its own magic:
     12  4  body length n       16 n body (payload, or nonce ‖ AESGCM(payload, aad=0..15))
     16+n 32 SHA-256 of bytes 0 .. 16+n
 
-    payload: u16 count, u16 dim, f32 threshold, then per command:
+    payload: u16 count, u16 dim (raw features, voice.embed.RAW_DIM), f32 threshold
+             (NaN: the shipped one), then per command:
              u8 name length, name (UTF-8), u16 rows, rows × dim × f32
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import secrets
 import struct
@@ -29,7 +31,7 @@ import numpy as np
 
 from mlsensors.errors import InputError, StateError
 from mlsensors.sensors.gallery_file import _NONCE, GalleryFile, _fsync_dir, scrub
-from mlsensors.voice.embed import DIM
+from mlsensors.voice.embed import RAW_DIM as DIM
 from mlsensors.voice.matcher import MAX_COMMANDS, MAX_TEMPLATES, CommandSet
 
 MAGIC = b"MLSVOICE"
@@ -50,7 +52,8 @@ def default_store_path() -> Path:
 
 
 def encode(commands: CommandSet, key: bytes | None = None) -> bytes:
-    parts = [_HEAD.pack(len(commands), DIM, commands.threshold)]
+    override = commands.threshold_override
+    parts = [_HEAD.pack(len(commands), DIM, math.nan if override is None else override)]
     for name in commands.names():
         raw = name.encode()
         rows = commands.templates(name).astype("<f4")
@@ -106,7 +109,7 @@ def _parse(payload: bytes, name: str) -> CommandSet:
         count, dim, threshold = _HEAD.unpack_from(payload)
         if dim != DIM:
             raise StateError(f"{name} holds {dim}-D templates, expected {DIM}")
-        commands = CommandSet(threshold)
+        commands = CommandSet(None if math.isnan(threshold) else threshold)
         off = _HEAD.size
         for _ in range(count):
             n = payload[off]
