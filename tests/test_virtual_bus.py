@@ -26,7 +26,9 @@ from mlsensors.transports.i2c_frames import (
 from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import DeviceState, PersonSensorDevice
-from mlsensors.wire.record import crc16_ccitt_false, read_window
+from mlsensors.wire.read_pointer import ReadPointer
+from mlsensors.wire.record import crc16_ccitt_false
+from mlsensors.wire.registers import decode_write
 
 FACES = (PersonFace((10, 20, 90, 120), 95, True), PersonFace((100, 30, 140, 70), 60, False))
 
@@ -97,14 +99,27 @@ def closed_by_server(s: socket.socket) -> bool:
         return True
 
 
-def test_reads_return_the_record_head_zero_padded(fresh: Rig) -> None:
+def test_reads_continue_the_sequence_then_zeros(fresh: Rig) -> None:
     record = fresh.hub.snapshot().record
     with fresh.connect() as s:
-        for n in (0, 1, 5, 32, 39, 40, 64, 255):
+        model = ReadPointer()
+        for n in (0, 1, 5, 32, 39, 40, 64, 255, 32, 7, 39):
             status, data = transact(s, Request.read(SENSOR_ADDRESS, n))
             assert status == Status.ACK
-            assert data == read_window(record, n)
+            assert data == model.read(n, lambda: record)
         assert transact(s, Request.read(SENSOR_ADDRESS, 40))[1] == record + b"\x00"
+        assert transact(s, Request.read(SENSOR_ADDRESS, 32))[1] == record[:32]
+        assert transact(s, Request.read(SENSOR_ADDRESS, 7))[1] == record[32:]
+
+
+def test_each_connection_has_its_own_read_pointer(fresh: Rig) -> None:
+    record = fresh.hub.snapshot().record
+    with fresh.connect() as a, fresh.connect() as b:
+        assert transact(a, Request.read(SENSOR_ADDRESS, 32))[1] == record[:32]
+        assert transact(b, Request.read(SENSOR_ADDRESS, 39))[1] == record
+        fresh.hub.publish(PersonResult(2.0))  # a's sequence keeps the record it began
+        assert transact(a, Request.read(SENSOR_ADDRESS, 7))[1] == record[32:]
+        assert transact(a, Request.read(SENSOR_ADDRESS, 39))[1] == fresh.hub.snapshot().record
 
 
 def test_register_writes_reach_the_sensor(fresh: Rig) -> None:
@@ -124,7 +139,10 @@ def test_register_writes_reach_the_sensor(fresh: Rig) -> None:
         (SENSOR_ADDRESS, b"\x09\x01", Status.DATA_NACK),  # unknown register
         (SENSOR_ADDRESS, b"\x01\x02", Status.DATA_NACK),  # out of range
         (SENSOR_ADDRESS, b"\x03\x00", Status.DATA_NACK),  # single shot in continuous
-        (SENSOR_ADDRESS, b"\x01\x00\x01", Status.DATA_NACK),  # too long: nothing applied
+        (SENSOR_ADDRESS, b"\x01\x00\x01\x00", Status.DATA_NACK),  # too long: nothing applied
+        (SENSOR_ADDRESS, b"\x01\x01\x00", Status.DATA_NACK),  # 16-bit value 256
+        (SENSOR_ADDRESS, b"\x03", Status.DATA_NACK),  # 1-byte single shot in continuous
+        (SENSOR_ADDRESS, b"\x01", Status.DATA_NACK),  # a setting without its value
         (SENSOR_ADDRESS, b"", Status.ACK),  # address probe
         (SENSOR_ADDRESS, b"\x00", Status.ACK),  # SMBus-style register pointer
         (0x61, b"\x01\x00", Status.ADDRESS_NACK),
@@ -295,12 +313,15 @@ def test_bus_address_parsing_and_serve_arguments() -> None:
 
 
 def reference(stream: bytes, record: bytes) -> list[bytes | tuple[int, int]]:
-    """What the server must answer to `stream`, written from the framing spec alone.
+    """What the server must answer to `stream`, written from the framing spec and the
+    shared read-pointer and write-decoding rules.
 
-    Frames are answered until the first malformed or cut one. A 2-byte write to the
-    sensor appears as (register, value): whether it is ACKed is the device model's call.
+    Frames are answered until the first malformed or cut one. A write the sensor
+    decodes as a register write appears as (register, value): whether it is ACKed is
+    the device model's call.
     """
     out: list[bytes | tuple[int, int]] = []
+    pointer = ReadPointer()
     i = 0
     while len(stream) - i >= 4:
         address, op, length = stream[i], stream[i + 1], int.from_bytes(stream[i + 2:i + 4])
@@ -313,11 +334,15 @@ def reference(stream: bytes, record: bytes) -> list[bytes | tuple[int, int]]:
         if address != SENSOR_ADDRESS:
             out.append(b"\x01\x00\x00")
         elif op == ord("R"):
-            out.append(b"\x00" + length.to_bytes(2) + read_window(record, length))
-        elif length == 2:
-            out.append((data[0], data[1]))
+            out.append(b"\x00" + length.to_bytes(2) + pointer.read(length, lambda: record))
         else:
-            out.append((b"\x00" if length < 2 else b"\x02") + b"\x00\x00")
+            pointer.rewind()
+            try:
+                decoded = decode_write(data)
+            except ProtocolError:
+                out.append(b"\x02\x00\x00")
+                continue
+            out.append(b"\x00\x00\x00" if decoded is None else decoded)
     return out
 
 

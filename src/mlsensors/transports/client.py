@@ -7,12 +7,13 @@
         sensor.single_shot()
 
 Reads are plain I2C reads of the whole record in one transaction (no register pointer
-is written first). Writes are the 2-byte register writes of the register map.
+is written first). Writes are the 2-byte register writes of the register map (the
+device also takes other shapes from other clients; see wire/registers.py).
 
 Adapters that cannot read 39 bytes at once (`max_read=32`, as on boards whose I2C
-buffer is 32 bytes): each read restarts at byte 0, so no chunking can reach bytes
-32-38. The driver then reads the 32-byte head twice, requires both reads to agree (in
-place of the checksum it cannot see) and returns the faces that fit: up to three.
+buffer is 32 bytes) read it in chunks: the sensor continues a read where the previous
+one stopped until the record has been read (wire/read_pointer.py), so 32 + 7 bytes are
+the whole record, checksum included, as the vendor's Arduino driver reads it.
 
 An original SEN21231's CRC variant and data_size were never published: if its records
 fail the checks, use `strict=False`, which keeps the range checks on every face field.
@@ -38,7 +39,7 @@ from mlsensors.transports.i2c_frames import (
     parse_response_header,
 )
 from mlsensors.types import PersonResult
-from mlsensors.wire.record import RECORD_SIZE, unpack_prefix, unpack_record
+from mlsensors.wire.record import RECORD_SIZE, unpack_record
 from mlsensors.wire.registers import Mode, Register, check_write
 
 
@@ -171,8 +172,8 @@ class PersonSensorClient:
         max_read: int = RECORD_SIZE,
         timeout: float = 2.0,
     ) -> None:
-        if not 5 <= max_read <= 255:
-            raise InputError(f"max_read {max_read} is outside 5-255")
+        if not 1 <= max_read <= 255:
+            raise InputError(f"max_read {max_read} is outside 1-255")
         self.bus: Bus = open_bus(bus, timeout) if isinstance(bus, str) else bus
         self.address = address
         self.strict = strict
@@ -183,17 +184,12 @@ class PersonSensorClient:
         return self.bus.read(self.address, length)
 
     def read_results(self) -> PersonResult:
-        """Read and decode one record; ProtocolError if it fails any check."""
-        if self.max_read >= RECORD_SIZE:
-            data = self.read_raw(RECORD_SIZE)
-            return unpack_record(data, time.time(), strict=self.strict)
-        first = self.read_raw(self.max_read)
-        second = self.read_raw(self.max_read)
-        if first != second:
-            raise ProtocolError(
-                "two reads of the record head disagree (it changed, or the bus is noisy)"
-            )
-        return unpack_prefix(first, time.time(), strict=self.strict)
+        """Read and decode one record (in chunks of `max_read`); ProtocolError if it
+        fails any check."""
+        data = b""
+        while len(data) < RECORD_SIZE:
+            data += self.read_raw(min(self.max_read, RECORD_SIZE - len(data)))
+        return unpack_record(data, time.time(), strict=self.strict)
 
     def write_register(self, register: int, value: int) -> None:
         """A raw 2-byte configuration write, checked against the register map first."""

@@ -6,9 +6,10 @@ transactions into the frames of i2c_frames.py. The server runs an asyncio loop o
 own thread:
 
 - any number of clients, each an asyncio protocol (one callback per request);
-- a read takes the record from one hub snapshot (immutable bytes), so it is consistent
-  and never waits for the sensor; the sensor never waits for the bus either (the
-  server only reads the hub's latest value, it does not subscribe);
+- each connection is one controller link with its own read pointer (i2c_target.py):
+  a read sequence takes its record from one hub snapshot (immutable bytes), so it is
+  consistent and never waits for the sensor; the sensor never waits for the bus either
+  (the server only reads the hub's latest value, it does not subscribe);
 - a client that stops reading its responses fills only its own buffer and is dropped
   after `write_timeout`; a client that vanishes is just closed;
 - a malformed frame (unknown operation, length over 255, a header or write cut short)
@@ -161,7 +162,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: VirtualBusServer) -> None:
         self.server = server
-        self.target = server.target
+        self.target = server.target.session()  # its own read pointer
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
