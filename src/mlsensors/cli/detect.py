@@ -35,14 +35,30 @@ def face_json(face: Face) -> dict:
     }
 
 
-def expand(paths: list[str]) -> list[Path]:
-    """Folders become their image files (sorted); everything else is taken as given."""
+def expand(paths: list[str]) -> list[Path | tuple[Path, MlsensorsError]]:
+    """Folders become their image files (sorted); everything else is taken as given.
+
+    A folder that holds no image file (empty, or a folder named like an image) stands as
+    an error in its place, reported like an unreadable file: saying nothing and exiting
+    0 would look like a run that found no faces.
+    """
+    from mlsensors.errors import SourceError
     from mlsensors.sources.images import list_images
 
-    out: list[Path] = []
+    out: list[Path | tuple[Path, MlsensorsError]] = []
     for raw in paths:
         path = Path(raw)
-        out.extend(list_images(path) if path.is_dir() else [path])
+        if not path.is_dir():
+            out.append(path)
+            continue
+        try:
+            images = list_images(path)
+        except SourceError as e:
+            out.append((path, e))
+            continue
+        if not images:
+            out.append((path, SourceError(f"{path}: a folder with no image files in it")))
+        out.extend(images)
     return out
 
 
@@ -55,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
     detector = FaceDetector(args.model, score_threshold=args.threshold,
                             tiling=not args.no_tiling)
     failed = False
-    for path in expand(args.paths):
+    for item in expand(args.paths):
+        path, problem = item if isinstance(item, tuple) else (item, None)
         try:
+            if problem is not None:
+                raise problem
             image = read_image(path)
             faces = detector.detect(image)
         except MlsensorsError as e:

@@ -97,7 +97,7 @@ def _match(args) -> int:
             "distance": round(f.distance, 4) if math.isfinite(f.distance) else None,
         } for f in faces]
         if args.json:
-            print(json.dumps({"image": str(path), "faces": rows}))
+            print(json.dumps({"path": str(path), "faces": rows}))  # as detect --json
             continue
         print(f"{path}: {len(rows)} face(s)")
         for r in rows:
