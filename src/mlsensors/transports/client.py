@@ -180,7 +180,8 @@ class PersonSensorClient:
         self.max_read = max_read
 
     def read_raw(self, length: int = RECORD_SIZE) -> bytes:
-        """The first `length` bytes of the sensor's current record, as read."""
+        """One read of `length` bytes, as read: the next bytes of the sensor's read
+        sequence (from byte 0 of the newest record unless a read stopped midway)."""
         return self.bus.read(self.address, length)
 
     def read_results(self) -> PersonResult:
