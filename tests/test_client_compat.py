@@ -291,9 +291,6 @@ class MicroPythonWriteto(Client):
     def set_mode(self, mode: int) -> None:
         self._write(0x01, mode)
 
-    def enable_id(self, on: bool) -> None:
-        self._write(0x02, 1 if on else 0)
-
     def trigger_single_shot(self) -> None:
         self._write(0x03, 0)
 
@@ -302,14 +299,7 @@ class MicroPythonWriteto(Client):
             raise ValueError("id must be between 0 and 7")
         self._write(0x04, id_)
 
-    def set_persist_ids(self, on: bool) -> None:
-        self._write(0x05, 1 if on else 0)
-
-    def erase_ids(self) -> None:
-        self._write(0x06, 0)
-
-    def enable_debug_mode(self, on: bool) -> None:
-        self._write(0x07, 1 if on else 0)
+    # (its other setters are 2-byte writes of the same shape: register, 0 or 1)
 
     def read(self) -> Decoded:
         return decode_vendor_python(self.bus.read(SENSOR_ADDRESS, NATIVE_SIZE))
