@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlsensors.hub import Hub
     from mlsensors.privacy import sealed
-    from mlsensors.transports import gpio, mqtt, pi_bsc, virtual_bus
+    from mlsensors.transports import descriptors, gpio, mqtt, pi_bsc, virtual_bus
     from mlsensors.transports import http as status_page
     from mlsensors.wire.device import DeviceState, PersonSensorDevice, RegisterLink
 
@@ -81,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     ensure_detector(args.model)
     if args.id:
         ensure_id_models()
+    # Peers never take the descriptors the guard needs to restart the sensing process.
+    descriptors.raise_soft_limit()
+    accepting = [t for t in transports if hasattr(t, "cap_peers")]
+    share = descriptors.peer_share(len(accepting))
+    for transport in accepting:
+        transport.cap_peers(share)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
