@@ -37,7 +37,7 @@ def face_json(face: Face) -> dict:
 
 def expand(paths: list[str]) -> list[Path]:
     """Folders become their image files (sorted); everything else is taken as given."""
-    from mlsensors.sources.images import list_images
+    from mlsensors.source_names import list_images
 
     out: list[Path] = []
     for raw in paths:

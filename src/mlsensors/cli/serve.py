@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         args, hub, options=sensor_options(args), loop=args.loop, identify=args.id,
         gallery=str(args.gallery) if args.gallery else None,
         key_file=str(args.key) if args.key else None, persist=not args.no_persist)
+    if args.source is not None:
+        # The sealed child checks again and decodes; here only what needs no content.
+        from mlsensors.source_names import check_source
+
+        check_source(args.source)
     device = PersonSensorDevice(
         RegisterLink(sensor.guard.send, ids=args.id),
         DeviceState(enable_id=args.id, persist_ids=not args.no_persist))
