@@ -79,16 +79,22 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file",
     fd = open_regular(name, limit, what)
     want = limit if head is None else min(head, limit)
     try:
-        chunks, total = [], 0
+        # One read of the size fstat gave (plus one byte, to see a file that grew), so
+        # the bytes are held once, not as chunks and their join.
+        parts = [os.read(fd, min(want, os.fstat(fd).st_size) + 1)]
+        total = len(parts[0])
         while total <= want:
             chunk = os.read(fd, min(1 << 20, want + 1 - total))
             if not chunk:
                 break
-            chunks.append(chunk)
+            parts.append(chunk)
             total += len(chunk)
-        if total > limit:  # it grew while we read it
-            raise InputError(f"{what} {name} is more than the {_size(limit)} allowed")
-        return b"".join(chunks)[:want]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if total > want:
+            if head is None:  # it grew while we read it
+                raise InputError(f"{what} {name} is more than the {_size(limit)} allowed")
+            data = data[:want]
+        return data
     except OSError as e:
         raise SourceError(f"{what} {name}: {e.strerror or e}") from None
     finally:
