@@ -6,7 +6,9 @@ import argparse
 import http.client
 import json
 import logging
+import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -368,3 +370,32 @@ def test_the_page_serves_on_ipv6_loopback():
         conn.request("GET", "/api/state")
         assert conn.getresponse().status == 200
         conn.close()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "large"])
+def test_a_hostile_token_file_is_a_one_line_error_not_a_hang(tmp_path, kind):
+    import os
+
+    from mlsensors.transports.secret_file import read_secret
+
+    path = tmp_path / "token"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("x" * 5000)
+    words = {"fifo": "is a FIFO", "device": "is a device", "large": "more than the 4.0 KiB"}
+    caught: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_secret(path, "control token file")
+        except BaseException as e:
+            caught.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)  # a FIFO read would never return
+    reader.start()
+    reader.join(10)
+    assert caught and isinstance(caught[0], InputError), caught
+    assert re.search(f"cannot read control token file .*{words[kind]}", str(caught[0]))

@@ -25,7 +25,12 @@ from mlsensors.transports.i2c_frames import (
     parse_bus_address,
 )
 from mlsensors.transports.peers import PeerLimits
-from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
+from mlsensors.transports.virtual_bus import (
+    _HIGH_WATER,
+    VirtualBusServer,
+    add_arguments,
+    from_args,
+)
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import DeviceState, PersonSensorDevice
 from mlsensors.wire.record import crc16_ccitt_false, read_window
@@ -411,6 +416,34 @@ def test_the_loops_own_errors_are_counted_not_traced(caplog) -> None:
     assert [r.exc_info for r in caplog.records if r.exc_info] == []
     assert any("1 server errors (last: socket.accept() out of system resource: OSError"
                in r.getMessage() for r in caplog.records)
+
+
+def test_a_flood_of_pipelined_reads_is_answered_a_bit_at_a_time(tmp_path) -> None:
+    # 4 bytes ask for 258: unanswered, 64 KiB of requests would owe 4 MiB of replies.
+    rig = Rig(f"unix:{tmp_path / 'bus.sock'}", write_timeout=30)
+    try:
+        s = rig.connect()
+        s.sendall(encode_request(Request.read(SENSOR_ADDRESS, 255)) * 16384)
+        assert wait_for_connections(rig.server, 1) == 1
+        (connection,) = rig.server.peers.peers()
+        deadline = time.monotonic() + 10
+        while not connection.writing_paused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert connection.writing_paused, "the client reads nothing, so writing pauses"
+        assert connection.transport.get_write_buffer_size() <= 2 * _HIGH_WATER
+        # It catches up: every request is answered, in order, nothing lost.
+        s.settimeout(10)
+        for _ in range(16384):
+            status, data = transact_reply(s)
+            assert status == Status.ACK and len(data) == 255
+        s.close()
+    finally:
+        rig.server.stop()
+
+
+def transact_reply(s: socket.socket) -> tuple[int, bytes]:
+    head = recv_exact(s, 3)
+    return head[0], recv_exact(s, int.from_bytes(head[1:], "big"))
 
 
 # -- fuzzing ---------------------------------------------------------------------------

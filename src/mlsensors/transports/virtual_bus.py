@@ -208,6 +208,8 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.writing_paused = False
+        self.backlog = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -228,14 +230,23 @@ class _Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=_HIGH_WATER)
 
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._answer()
+
+    def _answer(self) -> None:
+        """Answer the whole requests buffered, until `_HIGH_WATER` bytes of replies are
+        owed: a few bytes of requests (4 for a 255-byte read) must not make megabytes of
+        replies at once. The rest waits, with reading paused, until the client catches up.
+        """
         transport = self.transport
-        assert transport is not None
+        if transport is None or transport.is_closing():
+            return
         buf = self.buffer
-        buf += data
         replies = []
+        owed = transport.get_write_buffer_size()
         pos = 0
         try:
-            while len(buf) - pos >= REQUEST_HEADER.size:
+            while len(buf) - pos >= REQUEST_HEADER.size and owed <= _HIGH_WATER:
                 address, op, length = parse_request_header(bytes(buf[pos:pos + 4]))
                 payload = b""
                 if op == WRITE:
@@ -243,8 +254,10 @@ class _Connection(asyncio.Protocol):
                         break  # the rest of this write is still on its way
                     payload = bytes(buf[pos + 4:pos + 4 + length])
                 pos += 4 + len(payload)
-                response = self.target.transact(Request(address, op, length, payload))
-                replies.append(encode_response(response))
+                reply = encode_response(
+                    self.target.transact(Request(address, op, length, payload)))
+                replies.append(reply)
+                owed += len(reply)
         except ProtocolError as e:
             self.server.events.note("malformed clients closed", str(e))
             transport.write(b"".join(replies))
@@ -254,11 +267,19 @@ class _Connection(asyncio.Protocol):
         if replies:
             self.server.peers.touch(self)
             transport.write(b"".join(replies))
+        self.backlog = owed > _HIGH_WATER and len(buf) >= REQUEST_HEADER.size
+        if self.backlog:
+            transport.pause_reading()
+            if not self.writing_paused:  # the socket took it all at once: go on soon
+                asyncio.get_running_loop().call_soon(self._answer)
+        elif not self.writing_paused:
+            transport.resume_reading()
 
     def pause_writing(self) -> None:
         """The client is not reading its replies: stop reading its requests, and drop it
         unless it catches up within write_timeout."""
         assert self.transport is not None
+        self.writing_paused = True
         self.transport.pause_reading()
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.server.write_timeout, self._drop_stalled)
@@ -268,10 +289,13 @@ class _Connection(asyncio.Protocol):
         self.abort()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.transport is not None and not self.transport.is_closing():
+        if self.backlog:
+            self._answer()
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def abort(self) -> None:
