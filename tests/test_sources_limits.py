@@ -228,13 +228,16 @@ def test_video_whose_frames_are_too_large_is_refused_before_decoding(bombs):
 
 @pytest.mark.slow
 def test_the_largest_image_allowed_decodes_within_the_documented_memory(tmp_path):
-    # 7000×7000 RGBA: 49 megapixels, 187 MiB decoded; the worst case the limits allow
-    # for PNG. docs/sources.md states the peak measured here.
+    # 6400×6400 RGBA: 41 megapixels, 156 MiB decoded, then 117 MiB of RGB: the worst
+    # case the limits allow. docs/sources.md states the peak measured here.
     path = tmp_path / "largest.png"
-    path.write_bytes(png_bomb(7000, 7000, alpha=True))
+    path.write_bytes(png_bomb(6400, 6400, alpha=True))
     report, grew_mib = measured("image", path)
-    assert report["error"] is None and report["shape"] == [7000, 7000, 3]
-    assert grew_mib < 512, f"the largest image allowed took {grew_mib} MiB"
+    assert report["error"] is None and report["shape"] == [6400, 6400, 3]
+    assert grew_mib < 384, f"the largest image allowed took {grew_mib} MiB"
+    path.write_bytes(png_bomb(6500, 6500, alpha=True))
+    report, _ = measured("image", path)
+    assert "would take 161 MiB to decode" in report["error"]
 
 
 # -- the header reader --------------------------------------------------------------------
@@ -263,9 +266,16 @@ def test_header_sizes_match_what_the_decoder_makes(ext, shape, dtype):
 def test_progressive_jpeg_and_lossless_webp_headers():
     image = np.random.default_rng(2).integers(0, 250, (40, 50, 3)).astype(np.uint8)
     progressive = bytes(_encoded(".jpg", image, (cv2.IMWRITE_JPEG_PROGRESSIVE, 1)))
-    assert image_size(progressive, "JPEG") == ImageSize("JPEG", 50, 40, 9)
+    # 4:2:0: BGR out (3 bytes a pixel) and 1.5 coefficients of 2 bytes a pixel
+    assert image_size(progressive, "JPEG") == ImageSize("JPEG", 50, 40, 50 * 40 * 6)
+    sampled = bytes(_encoded(".jpg", image, (cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
+                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)))
+    assert image_size(sampled, "JPEG") == ImageSize("JPEG", 50, 40, 50 * 40 * 9)
+    baseline = bytes(_encoded(".jpg", image))
+    assert image_size(baseline, "JPEG") == ImageSize("JPEG", 50, 40, 50 * 40 * 3)
     lossless = bytes(_encoded(".webp", image, (cv2.IMWRITE_WEBP_QUALITY, 101)))
-    assert image_size(lossless, "WebP") == ImageSize("WebP", 50, 40, 4)
+    assert image_size(lossless, "WebP") == ImageSize("WebP", 50, 40, 50 * 40 * 4)
 
 
 def test_every_test_photograph_is_measured_right(data_dir):
@@ -295,12 +305,13 @@ def test_headers_that_cannot_be_measured_are_refused(data, kind):
 
 
 def test_limits_in_bytes_as_well_as_pixels():
-    check_image_size(ImageSize("PNG", 7000, 7000, 4))  # 49 MP, 187 MiB: allowed
+    check_image_size(ImageSize("PNG", 6400, 6400, 6400 * 6400 * 4))  # 41 MP, 156 MiB
+    check_image_size(ImageSize("JPEG", 8000, 6250, 8000 * 6250 * 3))  # 50 MP, 143 MiB
     with pytest.raises(InputError, match=r"50\.0 megapixels"):
-        check_image_size(ImageSize("PNG", 10000, 5000 + 1, 3))
-    deep = ImageSize("TIFF", 6000, 5000, 16)  # 30 MP of float RGBA: 458 MiB
+        check_image_size(ImageSize("JPEG", 10000, 5000 + 1, 10000 * 5001 * 3))
+    deep = ImageSize("TIFF", 6000, 5000, 6000 * 5000 * 8)  # 30 MP of 16-bit RGBA
     assert deep.pixels < MAX_PIXELS and deep.decoded_bytes > MAX_DECODED_BYTES
-    with pytest.raises(InputError, match=r"would decode into 457 MiB \(16 bytes a pixel\)"):
+    with pytest.raises(InputError, match=r"would take 228 MiB to decode, more than the 160"):
         check_image_size(deep)
 
 
@@ -386,6 +397,6 @@ def test_the_decoder_bound_backs_the_header_check():
 
 def test_limit_figures_are_documented():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "sources.md").read_text()
-    for figure in ("50 megapixels", "64 MiB", "256 MiB", "16 GiB", "100,000"):
+    for figure in ("50 megapixels", "64 MiB", "160 MiB", "16 GiB", "100,000"):
         assert figure in docs, figure
-    assert re.search(r"peak .*MiB", docs)
+    assert re.search(r"largest PNG allowed.*\| \d+ MiB \|", docs)

@@ -8,9 +8,9 @@ the open descriptor (`files.read_regular`), the pixel count from the image heade
 size of a video's frames from the container before the first frame is decoded.
 
 The figures are sized for the smallest machine mlsensors runs on, a Raspberry Pi with
-1 GB of memory, whose sealed sensing process has 768 MiB of address space: the largest
-image allowed decodes in about 500 MB at most (measured in tests/test_sources_limits.py;
-docs/sources.md has the table).
+1 GB of memory, whose sealed sensing process has 768 MiB of address space, about 380
+MiB of it free once the models are loaded: the largest image allowed decodes within
+about 320 MiB (measured in tests/test_sources_limits.py; docs/sources.md has the table).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ photo as JPEG or PNG is well under it)."""
 MAX_PIXELS = 50_000_000
 """Width × height of an image or video frame (50 megapixels: an 8000×6000 photo)."""
 
-MAX_DECODED_BYTES = 256 << 20
-"""Bytes the decoder may produce for one image (width × height × channels × bytes per
-sample, from the header): deep images with alpha get fewer pixels (33 megapixels at
-16 bits per sample with alpha)."""
+MAX_DECODED_BYTES = 160 << 20
+"""Bytes the decoder may hold for one image (its output, width × height × channels ×
+bytes per sample, and a progressive JPEG's coefficients, from the header): 50
+megapixels of 8-bit colour, 41 with alpha, 20 at 16 bits with alpha. With the RGB copy
+made after decoding, the peak stays near 300 MiB: what the sealed process can hold."""
 
 MAX_VIDEO_FILE_BYTES = 16 << 30
 """A video file larger than this is refused (16 GiB); a video is decoded one frame at a

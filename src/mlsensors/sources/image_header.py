@@ -8,9 +8,10 @@ TIFF, WebP), the way their decoders do, and `check_image_size` holds them agains
 limits in `mlsensors.limits`. A header that cannot be read is an error too: what we
 cannot measure, we do not decode.
 
-Bytes per pixel are those of OpenCV's output for the flags `decode_image` uses (JPEG
-always 8-bit BGR; the others unchanged), rounded up where the header leaves it open
-(a PNG may gain an alpha channel from its transparency chunk).
+The bytes a decoder holds are its output for the flags `decode_image` uses (JPEG always
+8-bit BGR; the others unchanged), rounded up where the header leaves it open (a PNG may
+gain an alpha channel from its transparency chunk), plus, for a progressive JPEG, the
+coefficients it keeps until its last scan.
 """
 
 from __future__ import annotations
@@ -30,20 +31,16 @@ _PNM_HEADER_MAX = 4096
 
 @dataclass(frozen=True, slots=True)
 class ImageSize:
-    """What a header declares: the picture's size and the decoder's bytes per pixel."""
+    """What a header declares: the picture's size and the bytes its decoder will hold."""
 
     format: str
     width: int
     height: int
-    bytes_per_pixel: int
+    decoded_bytes: int
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
-
-    @property
-    def decoded_bytes(self) -> int:
-        return self.pixels * self.bytes_per_pixel
 
 
 def image_size(data: bytes, kind: str) -> ImageSize:
@@ -56,14 +53,14 @@ def image_size(data: bytes, kind: str) -> ImageSize:
     if reader is None:
         raise InputError(f"no size reader for {kind} images")
     try:
-        width, height, bpp = reader(data)
+        width, height, per_pixel = reader(data)
     except (struct.error, IndexError, ValueError):
         width = height = 0
-        bpp = 0
-    if width <= 0 or height <= 0 or bpp <= 0:
+        per_pixel = 0
+    if width <= 0 or height <= 0 or per_pixel <= 0:
         raise InputError(f"corrupt {kind} header (cut short, or no size declared); "
                          "an image that cannot be measured is not decoded")
-    return ImageSize(kind, width, height, bpp)
+    return ImageSize(kind, width, height, int(width * height * per_pixel))
 
 
 def check_image_size(size: ImageSize) -> None:
@@ -74,12 +71,12 @@ def check_image_size(size: ImageSize) -> None:
             f"megapixels, more than the {MAX_PIXELS / 1e6:g} allowed (scale it down)")
     if size.decoded_bytes > MAX_DECODED_BYTES:
         raise InputError(
-            f"{size.width}×{size.height} {size.format} image would decode into "
-            f"{size.decoded_bytes >> 20} MiB ({size.bytes_per_pixel} bytes a pixel), more "
-            f"than the {MAX_DECODED_BYTES >> 20} MiB allowed (scale it down)")
+            f"{size.width}×{size.height} {size.format} image would take "
+            f"{size.decoded_bytes >> 20} MiB to decode, more than the "
+            f"{MAX_DECODED_BYTES >> 20} MiB allowed (scale it down)")
 
 
-def _png(data: bytes) -> tuple[int, int, int]:
+def _png(data: bytes) -> tuple[int, int, float]:
     # The first chunk must be IHDR (libpng refuses anything else).
     length, tag = struct.unpack_from(">I4s", data, 8)
     if tag != b"IHDR" or length != 13:
@@ -91,7 +88,7 @@ def _png(data: bytes) -> tuple[int, int, int]:
     return width, height, 4 * (2 if depth == 16 else 1)
 
 
-def _jpeg(data: bytes) -> tuple[int, int, int]:
+def _jpeg(data: bytes) -> tuple[int, int, float]:
     # Walk the marker segments from SOI to the first frame header, as libjpeg does.
     pos = 2
     while True:  # runs off the end (IndexError) when there is no frame header
@@ -112,14 +109,20 @@ def _jpeg(data: bytes) -> tuple[int, int, int]:
             _precision, height, width, components = struct.unpack_from(">BHHB", data, pos + 2)
             if components not in (1, 3, 4):
                 return 0, 0, 0
-            # 8-bit BGR out; a progressive frame also holds every coefficient (2 bytes
-            # each) of every component until the last scan.
+            sampling = [data[pos + 9 + 3 * i] for i in range(components)]
+            h = [f >> 4 for f in sampling]
+            v = [f & 15 for f in sampling]
+            if min(h + v) < 1:
+                return 0, 0, 0
+            # 8-bit BGR out; a progressive frame also holds every coefficient (2 bytes)
+            # of every component, at its own sampled resolution, until the last scan.
             progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
-            return width, height, 3 + (2 * components if progressive else 0)
+            share = sum(hi * vi for hi, vi in zip(h, v, strict=True)) / (max(h) * max(v))
+            return width, height, 3 + (2 * share if progressive else 0)
         pos += length
 
 
-def _bmp(data: bytes) -> tuple[int, int, int]:
+def _bmp(data: bytes) -> tuple[int, int, float]:
     (header,) = struct.unpack_from("<I", data, 14)
     if header == 12:  # OS/2 BITMAPCOREHEADER
         width, height, _planes, bits = struct.unpack_from("<HHHH", data, 18)
@@ -133,7 +136,7 @@ def _bmp(data: bytes) -> tuple[int, int, int]:
     return width, height, 4 if bits == 32 else 3
 
 
-def _pnm(data: bytes) -> tuple[int, int, int]:
+def _pnm(data: bytes) -> tuple[int, int, float]:
     magic = data[1:2]
     fields = 2 if magic in (b"1", b"4") else 3
     values: list[int] = []
@@ -161,7 +164,7 @@ def _pnm(data: bytes) -> tuple[int, int, int]:
     return width, height, channels * (2 if maxval > 255 else 1)
 
 
-def _tiff(data: bytes) -> tuple[int, int, int]:
+def _tiff(data: bytes) -> tuple[int, int, float]:
     # The first image file directory: the page OpenCV's decoder reads.
     order = "<" if data[:2] == b"II" else ">"
     (offset,) = struct.unpack_from(order + "I", data, 4)
@@ -195,7 +198,7 @@ def _tiff(data: bytes) -> tuple[int, int, int]:
     return width, height, channels * -(-bits // 8)
 
 
-def _webp(data: bytes) -> tuple[int, int, int]:
+def _webp(data: bytes) -> tuple[int, int, float]:
     chunk = data[12:16]
     if chunk == b"VP8X":  # extended: the canvas, 24-bit sizes minus one
         width = int.from_bytes(data[24:27], "little") + 1
