@@ -226,6 +226,50 @@ def test_video_whose_frames_are_too_large_is_refused_before_decoding(bombs):
     assert grew_mib < 48, f"the 64-byte GIF grew the peak by {grew_mib} MiB"
 
 
+class _GrowingVideo:
+    """A capture that declares 640×480, then hands out a frame of 60 megapixels."""
+
+    def __init__(self) -> None:
+        self.frames = [np.zeros((480, 640, 3), np.uint8),
+                       np.lib.stride_tricks.as_strided(np.zeros(3, np.uint8),
+                                                       (6000, 10000, 3), (0, 0, 1))]
+
+    def isOpened(self) -> bool:
+        return True
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FRAME_WIDTH: 640, cv2.CAP_PROP_FRAME_HEIGHT: 480}.get(prop, 0)
+
+    def set(self, prop: int, value: float) -> bool:
+        return False
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_video_whose_frames_grow_past_the_limit_stops_with_an_error(tmp_path):
+    from mlsensors.sources.video import VideoSource
+
+    path = tmp_path / "grows.avi"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00AVI ")
+    source = VideoSource(path, capture_factory=lambda _: _GrowingVideo())
+    frames = source.frames()
+    assert next(frames).image.shape == (480, 640, 3)
+    with pytest.raises(InputError, match=r"10000×6000 video frames are 60\.0 megapixels"):
+        next(frames)
+
+
+def test_a_video_file_over_the_byte_limit_is_refused_before_ffmpeg_opens_it(tmp_path):
+    path = tmp_path / "huge.mp4"
+    with open(path, "wb") as f:
+        f.truncate(17 << 30)  # sparse: no disk used
+    with pytest.raises(InputError, match=r"huge\.mp4 is 17\.0 GiB, more than the 16\.0 GiB"):
+        open_source(path)
+
+
 @pytest.mark.slow
 def test_the_largest_image_allowed_decodes_within_the_documented_memory(tmp_path):
     # 6400×6400 RGBA: 41 megapixels, 156 MiB decoded, then 117 MiB of RGB: the worst
