@@ -90,21 +90,13 @@ def is_loopback_name(name: str) -> bool:
     name = name.lower()
     if name == "localhost":
         return True
-    if name.startswith("[") and name.endswith("]"):
-        name = name[1:-1]
-        if "." in name:  # IPv4-mapped forms are not accepted
-            return False
-        try:
-            return ipaddress.IPv6Address(name) == ipaddress.IPv6Address("::1")
-        except ValueError:
-            return False
-    if _DOTTED_QUAD.fullmatch(name):
-        try:
-            return ipaddress.IPv4Address(name).is_loopback
-        except ValueError:
-            return False
+    bracketed = name.startswith("[") and name.endswith("]")
+    name = name[1:-1] if bracketed else name
     try:
-        return ipaddress.IPv6Address(name) == ipaddress.IPv6Address("::1")
+        if _DOTTED_QUAD.fullmatch(name) and not bracketed:
+            return ipaddress.IPv4Address(name).is_loopback
+        # IPv6: only ::1 itself (no IPv4-mapped or -compatible forms).
+        return "." not in name and ipaddress.IPv6Address(name) == ipaddress.IPv6Address("::1")
     except ValueError:
         return False
 
