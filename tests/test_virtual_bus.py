@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -23,7 +24,13 @@ from mlsensors.transports.i2c_frames import (
     encode_request,
     parse_bus_address,
 )
-from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
+from mlsensors.transports.peers import PeerLimits
+from mlsensors.transports.virtual_bus import (
+    _HIGH_WATER,
+    VirtualBusServer,
+    add_arguments,
+    from_args,
+)
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import DeviceState, PersonSensorDevice
 from mlsensors.wire.read_pointer import ReadPointer
@@ -307,6 +314,154 @@ def test_bus_address_parsing_and_serve_arguments() -> None:
         assert server.address is not None and server.address.port > 0
     with pytest.raises(InputError):
         VirtualBusServer(Hub(), "tcp:192.0.2.1:1").start()  # not an address of ours
+
+
+# -- hostile peers: caps, idle clients, the log ------------------------------------------
+
+
+def wait_closed(s: socket.socket, timeout: float = 10) -> bool:
+    s.settimeout(timeout)
+    try:
+        return closed_by_server(s)
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def spec(request, tmp_path) -> str:
+    return "tcp:127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path / 'bus.sock'}"
+
+
+def test_a_full_bus_refuses_newcomers_and_keeps_serving_its_clients(spec: str) -> None:
+    rig = Rig(spec, limits=PeerLimits(4, idle_timeout=None, evict_after=None))
+    try:
+        held = [rig.connect() for _ in range(4)]
+        assert wait_for_connections(rig.server, 4) == 4
+        extra = [rig.connect() for _ in range(20)]
+        assert all(wait_closed(s) for s in extra), "over the cap: closed at once"
+        for s in held:
+            assert transact(s, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        assert rig.server.connections == 4
+        for s in held + extra:
+            s.close()
+    finally:
+        rig.server.stop()
+
+
+def test_idle_clients_give_way_to_newcomers_and_time_out(spec: str) -> None:
+    rig = Rig(spec, limits=PeerLimits(3, idle_timeout=None, evict_after=0.3))
+    try:
+        busy, idle1, idle2 = (rig.connect() for _ in range(3))
+        assert wait_for_connections(rig.server, 3) == 3
+        time.sleep(0.4)
+        assert transact(busy, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        newcomer = rig.connect()
+        assert transact(newcomer, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        assert wait_closed(idle1), "the client idle longest gave its slot"
+        assert transact(busy, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        for s in (busy, idle1, idle2, newcomer):
+            s.close()
+    finally:
+        rig.server.stop()
+    rig = Rig(spec, limits=PeerLimits(8, idle_timeout=0.2, evict_after=None))
+    try:
+        silent = rig.connect()
+        assert wait_closed(silent), "a client idle past idle_timeout is closed"
+        silent.close()
+    finally:
+        rig.server.stop()
+
+
+def test_the_driver_reconnects_when_the_bus_closed_an_idle_connection() -> None:
+    from mlsensors.transports.client import PersonSensorClient
+
+    rig = Rig(limits=PeerLimits(8, idle_timeout=0.2, evict_after=None))
+    try:
+        client = PersonSensorClient(str(rig.address))
+        assert client.read_results().num_faces == 2
+        assert wait_for_connections(rig.server, 0) == 0  # the server closed it
+        assert client.read_results().num_faces == 2
+        client.close()
+    finally:
+        rig.server.stop()
+
+
+def test_floods_of_bad_clients_are_logged_as_a_few_counted_lines(spec: str, caplog) -> None:
+    rig = Rig(spec, limits=PeerLimits(2, idle_timeout=None, evict_after=None))
+    try:
+        held = [rig.connect() for _ in range(2)]
+        assert wait_for_connections(rig.server, 2) == 2
+        with caplog.at_level(logging.INFO, logger="mlsensors.transports.virtual_bus"):
+            for s in held:  # malformed: each closes its own connection only
+                s.sendall(b"\x62\xee\x00\x00")
+                assert wait_closed(s)
+            assert wait_for_connections(rig.server, 0) == 0
+            held = [rig.connect() for _ in range(2)]
+            assert wait_for_connections(rig.server, 2) == 2
+            made = 0
+            for _ in range(500):
+                with contextlib.suppress(OSError), rig.connect() as s:
+                    made += 1  # a full unix backlog refuses some connects outright
+                    s.sendall(b"\x62\xee\x00\x00")
+            deadline = time.monotonic() + 10
+            while rig.server.events.total < 2 + made and time.monotonic() < deadline:
+                time.sleep(0.01)
+            rig.server.stop()
+    finally:
+        rig.server.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert made > 100
+    assert 1 <= len(lines) <= 3, lines
+    assert "malformed clients closed (last: unknown operation 0xee" in lines[0]
+    assert rig.server.events.total == 2 + made
+    assert f"{made} connections refused (last: all 2 slots busy)" in " ".join(lines), lines
+
+
+def test_the_loops_own_errors_are_counted_not_traced(caplog) -> None:
+    rig = Rig()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert rig.server._loop is not None
+            rig.server._loop.call_soon_threadsafe(
+                rig.server._loop.call_exception_handler,
+                {"message": "socket.accept() out of system resource",
+                 "exception": OSError(24, "Too many open files")})
+            deadline = time.monotonic() + 5
+            while not rig.server.events.total and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        rig.server.stop()
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert any("1 server errors (last: socket.accept() out of system resource: OSError"
+               in r.getMessage() for r in caplog.records)
+
+
+def test_a_flood_of_pipelined_reads_is_answered_a_bit_at_a_time(tmp_path) -> None:
+    # 4 bytes ask for 258: unanswered, 64 KiB of requests would owe 4 MiB of replies.
+    rig = Rig(f"unix:{tmp_path / 'bus.sock'}", write_timeout=30)
+    try:
+        s = rig.connect()
+        s.sendall(encode_request(Request.read(SENSOR_ADDRESS, 255)) * 16384)
+        assert wait_for_connections(rig.server, 1) == 1
+        (connection,) = rig.server.peers.peers()
+        deadline = time.monotonic() + 10
+        while not connection.writing_paused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert connection.writing_paused, "the client reads nothing, so writing pauses"
+        assert connection.transport.get_write_buffer_size() <= 2 * _HIGH_WATER
+        # It catches up: every request is answered, in order, nothing lost.
+        s.settimeout(10)
+        for _ in range(16384):
+            status, data = transact_reply(s)
+            assert status == Status.ACK and len(data) == 255
+        s.close()
+    finally:
+        rig.server.stop()
+
+
+def transact_reply(s: socket.socket) -> tuple[int, bytes]:
+    head = recv_exact(s, 3)
+    return head[0], recv_exact(s, int.from_bytes(head[1:], "big"))
 
 
 # -- fuzzing ---------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def expand(paths: list[str]) -> list[Path | tuple[Path, MlsensorsError]]:
     0 would look like a run that found no faces.
     """
     from mlsensors.errors import SourceError
-    from mlsensors.sources.images import list_images
+    from mlsensors.source_names import list_images
 
     out: list[Path | tuple[Path, MlsensorsError]] = []
     for raw in paths:

@@ -22,6 +22,7 @@ fail the checks, use `strict=False`, which keeps the range checks on every face 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from typing import Protocol
@@ -54,10 +55,21 @@ class Bus(Protocol):
 
 
 class VirtualBusConnection:
-    """A client connection to a virtual bus (framing in i2c_frames.py)."""
+    """A client connection to a virtual bus (framing in i2c_frames.py).
+
+    The server closes clients that stay idle (minutes, or seconds when every slot is
+    wanted; see transports/peers.py). A connection found closed before a request is sent
+    is opened again, so a client that reads rarely keeps working; a request already
+    sent is never repeated.
+    """
 
     def __init__(self, address: BusAddress | str, timeout: float = 2.0) -> None:
         self.address = parse_bus_address(address) if isinstance(address, str) else address
+        self.timeout = timeout
+        self._sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        timeout = self.timeout
         try:
             if self.address.kind == "tcp":
                 sock = socket.create_connection((self.address.host, self.address.port), timeout)
@@ -73,9 +85,26 @@ class VirtualBusConnection:
         except OSError as e:
             raise ProtocolError(f"cannot connect to {self.address}: {e.strerror or e}") from None
         sock.settimeout(timeout)
-        self._sock = sock
+        return sock
+
+    def _closed_by_server(self) -> bool:
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        if not poller.poll(0):
+            return False  # nothing pending: open (the usual case, no system call more)
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def transact(self, request: Request) -> Response:
+        if self._sock.fileno() < 0 or self._closed_by_server():
+            self._sock.close()
+            try:
+                self._sock = self._connect()
+            except ProtocolError as e:
+                raise ProtocolError(f"virtual bus {self.address} closed the connection and "
+                                    f"cannot be reached again ({e})") from None
         try:
             self._sock.sendall(encode_request(request))
             status, length = parse_response_header(self._recv(RESPONSE_HEADER.size))
