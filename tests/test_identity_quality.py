@@ -257,6 +257,33 @@ def test_cli_enroll_and_match(data_dir, tmp_path, capsys):
     assert Path(gallery).read_bytes() == before
 
 
+@pytest.mark.slow
+def test_a_ninth_sample_is_refused_and_run_id_reports_the_enrolled_id(data_dir, tmp_path,
+                                                                     capsys):
+    import json
+
+    from mlsensors.cli.main import main
+
+    ex = data_dir / "faces" / "face_recognition_examples"
+    gallery = str(tmp_path / "g.bin")
+    assert main(["id", "enroll", "--gallery", gallery, "--id", "2", str(ex / "obama.jpg")]) == 0
+    before = Path(gallery).read_bytes()
+    nine = [str(ex / "obama-480p.jpg")] * 9
+    assert main(["id", "enroll", "--gallery", gallery, "--id", "2", *nine]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("ID 2 holds at most 8 samples; 9 given") and len(err.splitlines()) == 1
+    assert Path(gallery).read_bytes() == before
+    folder = tmp_path / "frames"  # ~4 s of unpaced frames: the embedder starts meanwhile
+    folder.mkdir()
+    for k in range(120):
+        (folder / f"{k:03d}.jpg").symlink_to(ex / "obama2.jpg")
+    assert main(["person", "run", "--source", str(folder), "--id", "--gallery", gallery,
+                 "--json"]) == 0
+    ids = [[f["id"] for f in json.loads(line)["faces"]]
+           for line in capsys.readouterr().out.splitlines()]
+    assert len(ids) == 120 and ids[0] == [-1] and ids[-1] == [2]
+
+
 def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, identifier):
     from mlsensors.sensors.id_stage import IdentityStage, IdOptions
     from mlsensors.sensors.identify import TrackIdentifier
