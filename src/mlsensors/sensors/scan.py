@@ -1,0 +1,183 @@
+"""How the running sensor looks at each frame: a cheap pass over all of it, one far-field
+look at one region of it, and a tracker that holds what was found in between.
+
+    scanner = Scanner.for_frames(yunet_detector)     # or Scanner.blazeface(full, short)
+    faces = scanner.detect(frame_rgb)                # every frame, in order
+
+Why: a face 4 m away is about 20 px tall at 640×480; YuNet finds it at the frame's own
+size, but a full-size pass costs about 3–4 bare BlazeFace invokes here, more than the
+sensor's budget on every frame. Time is the sensor's friend instead:
+
+- every frame, YuNet looks at the whole frame at half size (about 0.7 invokes): every
+  face from ~30 px up, and every change of the scene, is seen at once;
+- every frame, YuNet also looks at one region of the frame at full size (regions overlap
+  by more than a far face, and are visited round-robin, so the whole frame is covered
+  every `len(regions)` frames: 4 at 640×480, 0.13 s at 30 fps);
+- a candidate that no live track explains is checked on a close-up before it becomes a
+  face (`YunetDetector.verify`; the dogs and motorbikes of the accuracy bench), and a
+  spot that failed that check is not checked again until its region comes round;
+- the tracker keeps each face between the looks that can see it: a small face is only
+  counted missing when its region is looked at again and it is not there, so it does
+  not flicker between visits.
+
+Without YuNet (its file not fetched) the sensor runs BlazeFace full-range on every frame,
+and the short-range model instead when the largest face fills the view (it is cheaper
+and was trained for such faces).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlsensors.sensors.track import Tracker
+from mlsensors.types import Box, Face
+from mlsensors.vision.decode import Candidates, concatenate
+from mlsensors.vision.suppress import hard_nms, iou_matrix
+
+REGION_SIZE = (352, 288)
+"""Width and height of one far-field region (multiples of 32): about a third of a
+640×480 frame, where YuNet costs about one bare BlazeFace invoke."""
+REGION_OVERLAP = 48
+"""Regions overlap by at least this many pixels: more than a far face is tall, so each
+one lies whole inside some region."""
+CHEAP_SCALE = 0.5
+"""The whole-frame pass runs at this fraction of the frame's size."""
+CHEAP_MIN_FACE = 40
+"""The whole-frame pass reliably sees faces at least this tall (frame pixels); smaller
+ones are counted missing only by the region pass that covers them."""
+MAX_MISSES = 1
+"""Looks that can see a face and miss it before it is dropped: one miss is forgiven."""
+SAME_FACE_IOU = 0.3
+CLOSE_UP_FRACTION = 0.4
+"""BlazeFace fallback: switch to the short-range model while the largest face is at
+least this fraction of the frame's height."""
+
+
+def spread(length: int, size: int, overlap: int) -> list[int]:
+    """Start offsets of windows of `size` covering 0..length with at least `overlap`."""
+    if size >= length:
+        return [0]
+    count = math.ceil((length - overlap) / (size - overlap))
+    step = (length - size) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def regions(width: int, height: int, size: tuple[int, int] = REGION_SIZE,
+            overlap: int = REGION_OVERLAP) -> list[tuple[int, int, int, int]]:
+    """The far-field regions (x0, y0, x1, y1) of a frame, row by row."""
+    w, h = min(size[0], width), min(size[1], height)
+    return [(x, y, x + w, y + h) for y in spread(height, h, overlap)
+            for x in spread(width, w, overlap)]
+
+
+def inside(box: Box, region: tuple[int, int, int, int]) -> bool:
+    x0, y0, x1, y1 = box
+    return x0 >= region[0] and y0 >= region[1] and x1 <= region[2] and y1 <= region[3]
+
+
+@dataclass(slots=True)
+class _Rejected:
+    box: np.ndarray
+    until: int
+
+
+class Scanner:
+    """The sensor's per-frame detection with YuNet; faces in the frame's pixels."""
+
+    def __init__(self, detector) -> None:
+        """`detector`: a `vision.yunet_detector.YunetDetector`."""
+        self.detector = detector
+        self.tracker = Tracker(max_misses=MAX_MISSES, min_iou=0.2, max_scale_change=1.8)
+        self.frame = 0
+        self._regions: list[tuple[int, int, int, int]] = []
+        self._size = (0, 0)
+        self._faces: dict[int, Face] = {}
+        self._rejected: list[_Rejected] = []
+        self.looks = 0
+        """How many region looks were made (for the bench and tests)."""
+        self.checks = 0
+        """How many candidates were checked on a close-up."""
+
+    def reset(self) -> None:
+        self.tracker.reset()
+        self._faces.clear()
+        self._rejected.clear()
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        h, w = image.shape[:2]
+        if (w, h) != self._size:
+            self._size = (w, h)
+            self._regions = regions(w, h)
+            self.reset()
+        region = self._regions[self.frame % len(self._regions)]
+        self.frame += 1
+        det = self.detector
+        cheap = det.candidates(image, CHEAP_SCALE)
+        far = det.detect_region(image, region, check=False)
+        found = hard_nms(concatenate([cheap, far]), 0.45)
+        found = self._accept(image, found)
+        faces = det.faces(found, w, h)
+
+        def looked(box: Box) -> bool:
+            return box[3] - box[1] >= CHEAP_MIN_FACE or inside(box, region)
+
+        update = self.tracker.update(faces, looked)
+        for t in update.faces:
+            self._faces[t.track_id] = t.face
+        for tid in update.ended:
+            self._faces.pop(tid, None)
+        alive = self.tracker.boxes()
+        for tid in list(self._faces):
+            if tid not in alive:
+                del self._faces[tid]
+        self.looks += 1
+        return sorted(self._faces.values(), key=lambda f: -f.score)
+
+    def _accept(self, image: np.ndarray, c: Candidates) -> Candidates:
+        """Candidates explained by a live track pass; the others are checked on a
+        close-up, unless the same spot failed that check lately."""
+        if len(c) == 0:
+            return c
+        self._rejected = [r for r in self._rejected if r.until > self.frame]
+        known = np.array(list(self.tracker.boxes().values()), np.float32).reshape(-1, 4)
+        tracked = (iou_matrix(c.boxes, known) > SAME_FACE_IOU).any(axis=1) if len(known) \
+            else np.zeros(len(c), bool)
+        if self._rejected:
+            spots = np.stack([r.box for r in self._rejected])
+            failed = (iou_matrix(c.boxes, spots) > 0.5).any(axis=1)
+        else:
+            failed = np.zeros(len(c), bool)
+        ask = ~tracked & ~failed
+        out = [c.take(tracked & (c.scores >= self.detector.raw_threshold))]
+        if ask.any():
+            asked = self.detector.verify(image, c.take(ask))
+            self.checks += len(asked)
+            good = asked.scores >= self.detector.raw_threshold
+            out.append(asked.take(good))
+            until = self.frame + len(self._regions)
+            self._rejected += [_Rejected(b, until) for b in asked.boxes[~good]]
+        return concatenate(out)
+
+
+class BlazeFaceScanner:
+    """The sensor's per-frame detection without YuNet: BlazeFace full-range, and the
+    short-range model while the largest face fills the view."""
+
+    def __init__(self, full, short=None) -> None:
+        self.full = full
+        self.short = short
+        self._close = False
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        use_short = self._close and self.short is not None
+        faces = (self.short if use_short else self.full).detect(image)
+        if use_short and not faces:
+            faces = self.full.detect(image)
+        h = image.shape[0]
+        largest = max((f.box[3] - f.box[1] for f in faces), default=0.0)
+        self._close = largest >= CLOSE_UP_FRACTION * h
+        return faces
+
