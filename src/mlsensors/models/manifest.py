@@ -142,6 +142,11 @@ MANIFEST: dict[str, ModelSpec] = {
     )
 }
 
+PACKAGED = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Package))
+"""The files a package on the index ships: what the sensor needs at the least."""
+UPSTREAM = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Upstream))
+"""The files fetched from their authors' repository (better models, not required)."""
+
 DETECTOR_MODELS = {
     "full": "face_detection_full_range.tflite",
     "short": "face_detection_short_range.tflite",

@@ -78,6 +78,24 @@ def inside(box: Box, region: tuple[int, int, int, int]) -> bool:
     return x0 >= region[0] and y0 >= region[1] and x1 <= region[2] and y1 <= region[3]
 
 
+def overlaps_any(face: Face, others: list[Face]) -> bool:
+    """True if a face held from earlier frames is now explained by one seen in this frame
+    (they overlap, or either's centre lies in the other): the held one is stale."""
+    if not others:
+        return False
+    boxes = np.array([f.box for f in others], np.float32)
+    box = np.array([face.box], np.float32)
+    if (iou_matrix(box, boxes) > 0.1).any():
+        return True
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    x0, y0, x1, y1 = face.box
+    if ((cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)).any():
+        return True
+    fx, fy = (x0 + x1) / 2, (y0 + y1) / 2
+    return bool(((fx >= boxes[:, 0]) & (fx <= boxes[:, 2]) & (fy >= boxes[:, 1])
+                 & (fy <= boxes[:, 3])).any())
+
+
 @dataclass(slots=True)
 class _Rejected:
     box: np.ndarray
@@ -125,13 +143,12 @@ class Scanner:
             return box[3] - box[1] >= CHEAP_MIN_FACE or inside(box, region)
 
         update = self.tracker.update(faces, looked)
+        seen = {t.track_id for t in update.faces}
         for t in update.faces:
             self._faces[t.track_id] = t.face
-        for tid in update.ended:
-            self._faces.pop(tid, None)
         alive = self.tracker.boxes()
         for tid in list(self._faces):
-            if tid not in alive:
+            if tid not in alive or (tid not in seen and overlaps_any(self._faces[tid], faces)):
                 del self._faces[tid]
         self.looks += 1
         return sorted(self._faces.values(), key=lambda f: -f.score)

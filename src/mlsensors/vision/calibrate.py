@@ -53,8 +53,8 @@ class Calibration:
         return sigmoid(logit(self.threshold) + (logit(confidence) - logit(ANCHOR)) / self.slope)
 
 
-BLAZEFACE_FULL = Calibration(threshold=0.6, slope=2.5)
-BLAZEFACE_SHORT = Calibration(threshold=0.5, slope=2.5)
+BLAZEFACE_FULL = Calibration(threshold=0.6, slope=3.0)
+BLAZEFACE_SHORT = Calibration(threshold=0.5, slope=3.0)
 YUNET = Calibration(threshold=0.45, slope=2.5)
 
 FOR_MODEL = {"full": BLAZEFACE_FULL, "short": BLAZEFACE_SHORT, "yunet": YUNET}

@@ -144,10 +144,14 @@ class YunetDetector:
 
     def detect_region(self, image: np.ndarray, region: tuple[int, int, int, int],
                       scale: float = 1.0, check: bool = True) -> Candidates:
-        """Unchecked or checked candidates (frame pixels) of one region of a frame."""
+        """Unchecked or checked candidates (frame pixels) of one region of a frame; faces
+        cut by the region's inner edges are left to the region beside it."""
+        from mlsensors.vision.detector import drop_cut_faces
+
         x0, y0, x1, y1 = region
+        h, w = image.shape[:2]
         c = self.candidates(image[y0:y1, x0:x1], scale)
-        c = c.shifted(x0, y0)
+        c = drop_cut_faces(c, region, w, h).shifted(x0, y0)
         return self.accept(image, c) if check else c
 
     def _search(self, image: np.ndarray) -> Candidates:
