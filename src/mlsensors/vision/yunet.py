@@ -116,15 +116,20 @@ class YunetModel:
     """One onnxruntime session of a YuNet file, built from verified bytes."""
 
     def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        from mlsensors.vision.model import native_notices_filtered
 
+        with native_notices_filtered():
+            import onnxruntime as ort
+
+            ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(model_bytes, options,
-                                                 providers=["CPUExecutionProvider"])
+            with native_notices_filtered():
+                self._session = ort.InferenceSession(model_bytes, options,
+                                                     providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelError(f"onnxruntime cannot load the YuNet model: {e}") from None
         names = [o.name for o in self._session.get_outputs()]
