@@ -48,9 +48,13 @@ CHEAP_SCALE = 0.5
 CHEAP_MIN_FACE = 40
 """The whole-frame pass reliably sees faces at least this tall (frame pixels); smaller
 ones are counted missing only by the region pass that covers them."""
-MAX_MISSES = 1
-"""Looks that can see a face and miss it before it is dropped: one miss is forgiven."""
+MAX_MISSES = 2
+"""Looks that can see a face and miss it before it is dropped: a far face's first-pass
+score wavers around the threshold, so two misses are forgiven."""
 SAME_FACE_IOU = 0.3
+REJECT_FRAMES = 15
+"""A spot that failed the close-up check is not checked again for this many frames
+(half a second at 30 fps): junk that the first pass keeps proposing costs little."""
 CLOSE_UP_FRACTION = 0.4
 """BlazeFace fallback: switch to the short-range model while the largest face is at
 least this fraction of the frame's height."""
@@ -79,8 +83,8 @@ def inside(box: Box, region: tuple[int, int, int, int]) -> bool:
 
 
 def overlaps_any(face: Face, others: list[Face]) -> bool:
-    """True if a face held from earlier frames is now explained by one seen in this frame
-    (they overlap, or either's centre lies in the other): the held one is stale."""
+    """True if `face` is already explained by one of `others`, seen more lately (they
+    overlap, or either's centre lies in the other): it is a stale copy."""
     if not others:
         return False
     boxes = np.array([f.box for f in others], np.float32)
@@ -113,6 +117,7 @@ class Scanner:
         self._regions: list[tuple[int, int, int, int]] = []
         self._size = (0, 0)
         self._faces: dict[int, Face] = {}
+        self._seen: dict[int, int] = {}
         self._rejected: list[_Rejected] = []
         self.looks = 0
         """How many region looks were made (for the bench and tests)."""
@@ -122,6 +127,7 @@ class Scanner:
     def reset(self) -> None:
         self.tracker.reset()
         self._faces.clear()
+        self._seen.clear()
         self._rejected.clear()
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -143,38 +149,56 @@ class Scanner:
             return box[3] - box[1] >= CHEAP_MIN_FACE or inside(box, region)
 
         update = self.tracker.update(faces, looked)
-        seen = {t.track_id for t in update.faces}
         for t in update.faces:
             self._faces[t.track_id] = t.face
+            self._seen[t.track_id] = self.frame
         alive = self.tracker.boxes()
-        for tid in list(self._faces):
-            if tid not in alive or (tid not in seen and overlaps_any(self._faces[tid], faces)):
+        kept: list[Face] = []
+        for tid in sorted(self._faces, key=lambda t: -self._seen[t]):
+            if tid not in alive or overlaps_any(self._faces[tid], kept):
                 del self._faces[tid]
+                del self._seen[tid]
+                continue
+            kept.append(self._faces[tid])
         self.looks += 1
-        return sorted(self._faces.values(), key=lambda f: -f.score)
+        return sorted(kept, key=lambda f: -f.score)
 
     def _accept(self, image: np.ndarray, c: Candidates) -> Candidates:
-        """Candidates explained by a live track pass; the others are checked on a
-        close-up, unless the same spot failed that check lately."""
+        """Candidates a live track explains pass, with the track's checked score (a far
+        face's first-pass score wavers; it was checked when the track began). The others
+        are checked on a close-up, unless the same spot failed that check lately."""
         if len(c) == 0:
             return c
         self._rejected = [r for r in self._rejected if r.until > self.frame]
-        known = np.array(list(self.tracker.boxes().values()), np.float32).reshape(-1, 4)
-        tracked = (iou_matrix(c.boxes, known) > SAME_FACE_IOU).any(axis=1) if len(known) \
-            else np.zeros(len(c), bool)
+        ids = list(self._faces)
+        known = np.array([self._faces[t].box for t in ids], np.float32).reshape(-1, 4)
+        overlap = iou_matrix(c.boxes, known) if len(known) else np.zeros((len(c), 0))
+        near = overlap > SAME_FACE_IOU
+        tracked = np.zeros(len(c), bool)
+        scores = c.scores.copy()
+        calibration = self.detector.calibration
+        for j in range(len(ids)):
+            if not near[:, j].any():
+                continue
+            best = int(np.flatnonzero(near[:, j])[np.argmax(c.scores[near[:, j]])])
+            if not tracked[best]:
+                tracked[best] = True
+                scores[best] = max(scores[best], calibration.raw(self._faces[ids[j]].score))
+        c = Candidates(c.boxes, c.keypoints, scores)
+        near_any = near.any(axis=1)
         if self._rejected:
             spots = np.stack([r.box for r in self._rejected])
             failed = (iou_matrix(c.boxes, spots) > 0.5).any(axis=1)
         else:
             failed = np.zeros(len(c), bool)
-        ask = ~tracked & ~failed
-        out = [c.take(tracked & (c.scores >= self.detector.raw_threshold))]
+        ask = ~near_any & ~failed
+        out = [c.take(tracked)]
         if ask.any():
             asked = self.detector.verify(image, c.take(ask))
             self.checks += len(asked)
             good = asked.scores >= self.detector.raw_threshold
             out.append(asked.take(good))
-            until = self.frame + len(self._regions)
+            until = self.frame + REJECT_FRAMES
             self._rejected += [_Rejected(b, until) for b in asked.boxes[~good]]
         return concatenate(out)
 
