@@ -6,6 +6,7 @@ Accuracy only: speed is measured by `mlsensors bench` and bench/face_accuracy.py
 
 from __future__ import annotations
 
+import itertools
 import json
 import xml.etree.ElementTree as ET
 
@@ -79,9 +80,9 @@ def test_dlib_photos_all_labelled_faces_and_dogs_none(default, data_dir):
 
 
 def test_no_face_photos_give_at_most_one_false_positive(default, data_dir):
-    import skimage
-
     from pathlib import Path
+
+    import skimage
 
     folder = Path(skimage.__file__).parent / "data"
     pictures = [read_image(data_dir / "faces" / "dlib_training" / "dogs.jpg")]
@@ -144,7 +145,7 @@ def test_yunet_faces_give_facing_and_landmarks(default, blazeface, data_dir):
     """Facing works from YuNet's landmarks (no ears): its yaw agrees with BlazeFace's on
     the same faces, and the landmarks are named from the subject's view."""
     pairs = []
-    for name in PORTRAITS + ["two_people.jpg"]:
+    for name in [*PORTRAITS, "two_people.jpg"]:
         image = _examples(data_dir, name)
         for y in default.detect(image):
             for b in blazeface.detect(image):
@@ -173,6 +174,6 @@ def test_calibration_is_monotonic_and_anchored():
     for calibration in FOR_MODEL.values():
         raw = np.linspace(0.01, 0.99, 99)
         conf = [calibration.confidence(r) for r in raw]
-        assert all(b > a for a, b in zip(conf, conf[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(conf))
         assert calibration.confidence(calibration.threshold) == pytest.approx(ANCHOR)
         assert calibration.raw(calibration.confidence(0.73)) == pytest.approx(0.73)

@@ -8,11 +8,12 @@ Why: a face 4 m away is about 20 px tall at 640×480; YuNet finds it at the fram
 size, but a full-size pass costs about 3–4 bare BlazeFace invokes here, more than the
 sensor's budget on every frame. Time is the sensor's friend instead:
 
-- every frame, YuNet looks at the whole frame at half size (about 0.7 invokes): every
-  face from ~30 px up, and every change of the scene, is seen at once;
+- every frame, YuNet looks at the whole frame at 0.4 of its size (about half a bare
+  BlazeFace invoke): every face from ~40 px up, and every change of the scene, is seen at
+  once;
 - every frame, YuNet also looks at one region of the frame at full size (regions overlap
   by more than a far face, and are visited round-robin, so the whole frame is covered
-  every `len(regions)` frames: 4 at 640×480, 0.13 s at 30 fps);
+  every `len(regions)` frames: 6 at 640×480, 0.2 s at 30 fps);
 - a candidate that no live track explains is checked on a close-up before it becomes a
   face (`YunetDetector.verify`; the dogs and motorbikes of the accuracy bench), and a
   spot that failed that check is not checked again until its region comes round;
@@ -37,24 +38,33 @@ from mlsensors.types import Box, Face
 from mlsensors.vision.decode import Candidates, concatenate
 from mlsensors.vision.suppress import hard_nms, iou_matrix
 
-REGION_SIZE = (352, 288)
-"""Width and height of one far-field region (multiples of 32): about a third of a
-640×480 frame, where YuNet costs about one bare BlazeFace invoke."""
+REGION_SIZE = (256, 288)
+"""Width and height of one far-field region (multiples of 32): six cover a 640×480
+frame (three across, two down); YuNet costs about half a bare BlazeFace invoke on one."""
 REGION_OVERLAP = 48
 """Regions overlap by at least this many pixels: more than a far face is tall, so each
 one lies whole inside some region."""
-CHEAP_SCALE = 0.5
-"""The whole-frame pass runs at this fraction of the frame's size."""
-CHEAP_MIN_FACE = 40
+CHEAP_SCALE = 0.4
+"""The whole-frame pass runs at this fraction of the frame's size (256×192 of 640×480:
+about half a bare BlazeFace invoke)."""
+CHEAP_MIN_FACE = 48
 """The whole-frame pass reliably sees faces at least this tall (frame pixels); smaller
 ones are counted missing only by the region pass that covers them."""
-MAX_MISSES = 2
-"""Looks that can see a face and miss it before it is dropped: a far face's first-pass
-score wavers around the threshold, so two misses are forgiven."""
+MAX_MISSES = 1
+"""Looks that can see a face and miss it before it is dropped: one miss is forgiven (a
+far face's first-pass score wavers around the threshold). A far face that leaves is
+dropped two visits of its region later: 0.4 s at 640×480 and 30 fps."""
 SAME_FACE_IOU = 0.3
-REJECT_FRAMES = 15
+REJECT_FRAMES = 30
 """A spot that failed the close-up check is not checked again for this many frames
-(half a second at 30 fps): junk that the first pass keeps proposing costs little."""
+(a second at 30 fps): junk that the first pass keeps proposing costs little."""
+RECHECK_FRAMES = 6
+"""A track kept only by weak candidates is checked again after this many frames."""
+CHECK_FROM = 0.3
+"""A candidate no track explains is checked only from this first-pass score (a track
+is kept from `FIRST_PASS_THRESHOLD` up): the few true new faces under it are found a
+frame later, and most junk never costs a check."""
+
 CLOSE_UP_FRACTION = 0.4
 """BlazeFace fallback: switch to the short-range model while the largest face is at
 least this fraction of the frame's height."""
@@ -118,6 +128,7 @@ class Scanner:
         self._size = (0, 0)
         self._faces: dict[int, Face] = {}
         self._seen: dict[int, int] = {}
+        self._checked: dict[int, int] = {}
         self._rejected: list[_Rejected] = []
         self.looks = 0
         """How many region looks were made (for the bench and tests)."""
@@ -128,6 +139,7 @@ class Scanner:
         self.tracker.reset()
         self._faces.clear()
         self._seen.clear()
+        self._checked.clear()
         self._rejected.clear()
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -158,6 +170,7 @@ class Scanner:
             if tid not in alive or overlaps_any(self._faces[tid], kept):
                 del self._faces[tid]
                 del self._seen[tid]
+                self._checked.pop(tid, None)
                 continue
             kept.append(self._faces[tid])
         self.looks += 1
@@ -165,8 +178,10 @@ class Scanner:
 
     def _accept(self, image: np.ndarray, c: Candidates) -> Candidates:
         """Candidates a live track explains pass, with the track's checked score (a far
-        face's first-pass score wavers; it was checked when the track began). The others
-        are checked on a close-up, unless the same spot failed that check lately."""
+        face's first-pass score wavers; it was checked when the track began), one per
+        track; a weak one is checked again if its track was not checked lately, so that
+        background where a face was cannot keep the track alive. The others are checked
+        on a close-up, unless the same spot failed that check lately."""
         if len(c) == 0:
             return c
         self._rejected = [r for r in self._rejected if r.until > self.frame]
@@ -175,23 +190,29 @@ class Scanner:
         overlap = iou_matrix(c.boxes, known) if len(known) else np.zeros((len(c), 0))
         near = overlap > SAME_FACE_IOU
         tracked = np.zeros(len(c), bool)
+        stale = np.zeros(len(c), bool)
         scores = c.scores.copy()
         calibration = self.detector.calibration
-        for j in range(len(ids)):
+        for j, tid in enumerate(ids):
             if not near[:, j].any():
                 continue
             best = int(np.flatnonzero(near[:, j])[np.argmax(c.scores[near[:, j]])])
-            if not tracked[best]:
-                tracked[best] = True
-                scores[best] = max(scores[best], calibration.raw(self._faces[ids[j]].score))
+            if tracked[best] or stale[best]:
+                continue
+            if c.scores[best] < CHECK_FROM and \
+                    self.frame - self._checked.get(tid, -RECHECK_FRAMES) > RECHECK_FRAMES:
+                stale[best] = True
+                self._checked[tid] = self.frame
+                continue
+            tracked[best] = True
+            scores[best] = max(scores[best], calibration.raw(self._faces[tid].score))
         c = Candidates(c.boxes, c.keypoints, scores)
-        near_any = near.any(axis=1)
         if self._rejected:
             spots = np.stack([r.box for r in self._rejected])
             failed = (iou_matrix(c.boxes, spots) > 0.5).any(axis=1)
         else:
             failed = np.zeros(len(c), bool)
-        ask = ~near_any & ~failed
+        ask = (~near.any(axis=1) & ~failed & (c.scores >= CHECK_FROM)) | stale
         out = [c.take(tracked)]
         if ask.any():
             asked = self.detector.verify(image, c.take(ask))

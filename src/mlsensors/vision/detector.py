@@ -19,16 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 import cv2
+import numpy as np
 
 from mlsensors.errors import InputError, ModelError
 from mlsensors.models import ModelStore
 from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.types import Face
-from mlsensors.vision.calibrate import ANCHOR, FOR_MODEL, Calibration
 from mlsensors.vision.anchors import FULL_RANGE, SHORT_RANGE, AnchorOptions, generate_anchors
+from mlsensors.vision.calibrate import ANCHOR, FOR_MODEL, Calibration
 from mlsensors.vision.decode import VALUES_PER_ANCHOR, Candidates, concatenate, decode
 from mlsensors.vision.facing import FACING_THRESHOLD, facing_scores
 from mlsensors.vision.model import TfliteModel

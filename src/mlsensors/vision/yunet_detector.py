@@ -73,7 +73,6 @@ class YunetDetector:
         self.calibration = calibration
         self.score_threshold = float(score_threshold)
         self.raw_threshold = calibration.raw(self.score_threshold)
-        self._crops = np.zeros((0, VERIFY_SIZE, VERIFY_SIZE, 3), np.uint8)
         self._inputs: dict[tuple[int, ...], np.ndarray] = {}
 
     # -- passes -----------------------------------------------------------------------
@@ -96,37 +95,38 @@ class YunetDetector:
             c = Candidates(c.boxes / scale, c.keypoints / scale, c.scores)
         return c
 
-    def verify(self, image: np.ndarray, c: Candidates) -> Candidates:
-        """Each candidate re-scored by the close-up check; its box and landmarks are
-        kept from the first pass (they are as good, and need no mapping back)."""
+    def verify(self, image: np.ndarray, c: Candidates, size: int = VERIFY_SIZE,
+               mirror: bool = True) -> Candidates:
+        """Each candidate re-scored by the close-up check (`size` px, and its mirror image
+        when `mirror`); its box and landmarks are kept from the first pass (they are as
+        good, and need no mapping back)."""
         n = len(c)
         if n == 0:
             return c
-        if self._crops.shape[0] < 2 * n:
-            self._crops = np.zeros((2 * n, VERIFY_SIZE, VERIFY_SIZE, 3), np.uint8)
-        crops = self._crops[:2 * n]
+        views = 2 if mirror else 1
+        crops = np.zeros((views * n, size, size, 3), np.uint8)
         for i, box in enumerate(c.boxes):
-            cut_square(image, *square_around(box, VERIFY_CONTEXT), VERIFY_SIZE, crops[i])
-            crops[n + i] = crops[i, :, ::-1]
+            cut_square(image, *square_around(box, VERIFY_CONTEXT), size, crops[i])
+            if mirror:
+                crops[n + i] = crops[i, :, ::-1]
         tensor = np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), np.float32)
         grids = self.model.run(tensor)
         expected = np.empty((2 * n, 4), np.float32)
         for i, box in enumerate(c.boxes):
             cx, cy, side = square_around(box, VERIFY_CONTEXT)
-            scale = VERIFY_SIZE / side
-            x0, y0, x1, y1 = ((box - np.array([cx, cy, cx, cy], np.float32)) * scale
-                              + VERIFY_SIZE / 2)
+            scale = size / side
+            x0, y0, x1, y1 = (box - np.array([cx, cy, cx, cy], np.float32)) * scale + size / 2
             expected[i] = (x0, y0, x1, y1)
-            expected[n + i] = (VERIFY_SIZE - x1, y0, VERIFY_SIZE - x0, y1)
-        scores = np.zeros(2 * n, np.float32)
-        for b in range(2 * n):
-            found = yunet.decode([g.batch(b) for g in grids], VERIFY_SIZE, 0.01)
+            expected[n + i] = (size - x1, y0, size - x0, y1)
+        scores = np.zeros(views * n, np.float32)
+        for b in range(views * n):
+            found = yunet.decode([g.batch(b) for g in grids], size, 0.01)
             if not len(found):
                 continue
             same = iou_matrix(found.boxes, expected[b:b + 1])[:, 0] >= SAME_FACE_IOU
             if same.any():
                 scores[b] = found.scores[same].max()
-        checked = (scores[:n] + scores[n:]) / 2
+        checked = (scores[:n] + scores[n:]) / 2 if mirror else scores
         return Candidates(c.boxes, c.keypoints, checked.astype(np.float32))
 
     def accept(self, image: np.ndarray, c: Candidates) -> Candidates:
