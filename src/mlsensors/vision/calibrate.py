@@ -55,6 +55,6 @@ class Calibration:
 
 BLAZEFACE_FULL = Calibration(threshold=0.6, slope=3.0)
 BLAZEFACE_SHORT = Calibration(threshold=0.5, slope=3.0)
-YUNET = Calibration(threshold=0.45, slope=2.5)
+YUNET = Calibration(threshold=0.4, slope=2.5)
 
 FOR_MODEL = {"full": BLAZEFACE_FULL, "short": BLAZEFACE_SHORT, "yunet": YUNET}

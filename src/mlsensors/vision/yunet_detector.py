@@ -30,8 +30,8 @@ from mlsensors.vision.suppress import hard_nms, iou_matrix
 FIRST_PASS_THRESHOLD = 0.1
 """Candidates below this first-pass score are not checked (measured: no true face of the
 shared photos is lost by this that the check would keep)."""
-VERIFY_SIZE = 128
-"""Side of the close-up each candidate is checked on: the face is a third of it, about 43 px,
+VERIFY_SIZE = 160
+"""Side of the close-up each candidate is checked on: the face is a third of it, about 53 px,
 well inside YuNet's comfortable range."""
 VERIFY_CONTEXT = 3.0
 """The close-up spans this many times the candidate's larger side."""
