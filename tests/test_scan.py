@@ -17,8 +17,10 @@ from mlsensors.types import Face, Frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from scenes import FAR_SCENE, Scene  # noqa: E402
-from sensor_bench import FPS, FRAMES, evaluate  # noqa: E402
+import itertools
+
+from scenes import FAR_SCENE, Scene
+from sensor_bench import FPS, FRAMES, evaluate
 
 
 def _face(box):
@@ -34,7 +36,7 @@ def test_regions_cover_the_frame_with_overlap():
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     xs = sorted({r[0] for r in rs})
-    assert all(b - a <= 256 - 48 for a, b in zip(xs, xs[1:], strict=False))
+    assert all(b - a <= 256 - 48 for a, b in itertools.pairwise(xs))
     assert spread(100, 256, 48) == [0] and regions(100, 80) == [(0, 0, 100, 80)]
 
 
