@@ -45,9 +45,9 @@ def facing_scores(keypoints: np.ndarray) -> np.ndarray:
 NOSE_DEPTH_PER_HALF_EYE_SPAN = 0.8
 """For landmark sets without ears (YuNet's): how far the nose tip stands in front of the
 eyes, in units of half the distance between the eyes. Under the same cylinder model,
-(nose − eyes' midpoint) / (half the eye distance) = this · tan(yaw)... (see
-`yaw_degrees_from_eyes`). Fitted so that YuNet's and BlazeFace's yaw agree on the faces
-both find in the shared photos (tests/test_facing_models.py)."""
+(nose − eyes' midpoint) / (half the eye distance) = this · tan(yaw) (see
+`yaw_degrees_from_eyes`). Chosen so that YuNet's and BlazeFace's yaw agree on the faces
+both find in the shared portraits (within 20°; tests/test_farfield.py)."""
 
 
 def yaw_degrees_from_eyes(keypoints: np.ndarray) -> np.ndarray:
