@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scenes import DATA
 
 from mlsensors.sources import read_image
 from mlsensors.vision.suppress import iou_matrix
@@ -272,9 +273,7 @@ def main() -> None:
     from mlsensors.models import ModelStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parent.parent.parent / "shared" /
-                        "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--rounds", type=int, default=15, help="cost rounds")
     args = parser.parse_args()
     store = ModelStore()

@@ -17,6 +17,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from scenes import DATA
 
 from mlsensors.sensors.face_identifier import FaceIdentifier
 from mlsensors.sensors.gallery import THRESHOLD, UNKNOWN, Gallery
@@ -77,9 +78,7 @@ def report(model: str, data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parent.parent.parent / "shared" /
-                        "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     print("Identification from each detector's boxes (200 ORL crops, knn examples):")
     for model in ("full", "yunet"):

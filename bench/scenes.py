@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 
 W, H = 640, 480
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+"""The shared test data beside the checkout (the benches' default --data)."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,8 @@ def face_patch(image: np.ndarray, box, height: float) -> tuple[np.ndarray, np.nd
     return crop, mask, scale
 
 
-def paste(frame: np.ndarray, patch, cx: float, cy: float) -> None:
-    crop, mask, _ = patch
+def paste(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray, cx: float, cy: float) -> None:
+    """Blend a square patch into a W×H float frame, centred at (cx, cy), clipped."""
     s = crop.shape[0]
     x, y = round(cx - s / 2), round(cy - s / 2)
     fx0, fy0, fx1, fy1 = max(0, x), max(0, y), min(W, x + s), min(H, y + s)
@@ -97,7 +99,7 @@ class Scene:
             u = (k - a.first) / max(1, a.last - a.first)
             cx = a.start[0] + u * (a.end[0] - a.start[0])
             cy = a.start[1] + u * (a.end[1] - a.start[1])
-            paste(frame, patch, cx, cy)
+            paste(frame, patch[0], patch[1], cx, cy)
             w, h = (box[2] - box[0]) * patch[2], (box[3] - box[1]) * patch[2]
             truth.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         return np.ascontiguousarray(frame.clip(0, 255).astype(np.uint8)), truth

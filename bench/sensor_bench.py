@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scenes import FAR_SCENE, Scene
+from scenes import DATA, FAR_SCENE, Scene
 
 from mlsensors.sensors.person import SensorOptions, sensor_detector
 from mlsensors.vision.detector import BlazeFace, FaceDetector
@@ -62,9 +62,7 @@ def evaluate(reports: list[list], truths: list[list]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path,
-                        default=Path(__file__).resolve().parent.parent.parent / "shared" /
-                        "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--rounds", type=int, default=2, help="passes over the video")
     args = parser.parse_args()
     scene = Scene(args.data, FaceDetector().detect)

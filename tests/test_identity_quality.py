@@ -12,6 +12,7 @@ Each embedding costs ~100 ms, so each picture is embedded once per session.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,10 @@ from mlsensors.sensors.gallery import UNKNOWN, Gallery
 from mlsensors.sensors.identify import TrackIdentifier
 from mlsensors.sensors.track import Tracker
 from mlsensors.sources import read_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from scenes import paste
 
 pytestmark = pytest.mark.data
 
@@ -124,18 +129,6 @@ def _patch(image: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
     return crop.astype(np.float32), mask
 
 
-def _paste(frame: np.ndarray, patch, cx: float, cy: float) -> None:
-    crop, mask = patch
-    s = crop.shape[0]
-    x, y = round(cx - s / 2), round(cy - s / 2)
-    fx0, fy0, fx1, fy1 = max(0, x), max(0, y), min(W, x + s), min(H, y + s)
-    if fx1 <= fx0 or fy1 <= fy0:
-        return
-    c = crop[fy0 - y:fy1 - y, fx0 - x:fx1 - x]
-    m = mask[fy0 - y:fy1 - y, fx0 - x:fx1 - x]
-    frame[fy0:fy1, fx0:fx1] = frame[fy0:fy1, fx0:fx1] * (1 - m) + c * m
-
-
 @pytest.fixture(scope="session")
 def video(data_dir, identifier):
     """Frames (None = missing) and, per frame, the true centre of each person's face."""
@@ -172,7 +165,7 @@ def video(data_dir, identifier):
             continue
         frame = background.copy()
         for pid in (KNN_IDS["biden"], KNN_IDS["obama"], KNN_IDS["alex_lacamoire"]):
-            _paste(frame, people[pid], *where[pid])
+            paste(frame, *people[pid], *where[pid])
         frames.append(np.ascontiguousarray(frame.clip(0, 255).astype(np.uint8)))
     return frames, truth
 
