@@ -64,10 +64,11 @@ def report(model: str, data: Path) -> None:
     right = 0
     for n, want in KNN_EXPECTED.items():
         got = [f.id for f in gallery.identify(read_image(knn / "test" / n))]
-        # known people exactly; unknowns present (a detector may find more of them)
+        # known people exactly, as the gate; a wanted unknown is there (a detector may
+        # find more unknown faces in the background)
         right += (sorted(i for i in got if i != UNKNOWN) == sorted(i for i in want
                                                                   if i != UNKNOWN)
-                  and (UNKNOWN in got) == (UNKNOWN in want))
+                  and (UNKNOWN in got or UNKNOWN not in want))
     print(f"  {model:6} ORL known {known}/72, strangers unknown {strangers}/120 "
           f"(threshold {THRESHOLD}); same-person distance mean {same_a.mean():.3f}, 95th "
           f"pct {np.percentile(same_a, 95):.3f}; different-person 5th pct "
