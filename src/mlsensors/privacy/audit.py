@@ -373,6 +373,10 @@ def _channel_checks(records: list[tuple[float, int]], elapsed: float, max_rate: 
 
 
 def _model_check(detector: str) -> Check:
+    if detector == "auto":  # the model the sensor picks: YuNet when fetched, else BlazeFace
+        from mlsensors.vision.detector import resolve_model
+
+        detector = resolve_model(detector, ModelStore())
     names = [DETECTOR_MODELS.get(detector, detector)]
     statuses = ModelStore().status()
     bad = [f"{s.spec.name}: {s.problem}" for s in statuses if s.present and not s.ok]

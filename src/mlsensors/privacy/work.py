@@ -41,16 +41,12 @@ def person_sensor(hub: Hub, stop: threading.Event, config,
     if config.model_dir:
         os.environ["MLSENSORS_MODEL_DIR"] = config.model_dir
     from mlsensors.models import ModelStore
-    from mlsensors.sensors.person import PersonSensor, SensorOptions
+    from mlsensors.sensors.person import PersonSensor, SensorOptions, sensor_detector
     from mlsensors.sources import open_source
-    from mlsensors.vision.detector import FaceDetector
     from mlsensors.wire.device import apply_write
 
     options = SensorOptions(**json.loads(config.sensor_options))
-    detector = FaceDetector(options.model, threads=options.threads,
-                            score_threshold=options.score_threshold,
-                            store=ModelStore(config.model_dir or None),
-                            tiling=options.tiling)
+    detector = sensor_detector(options, ModelStore(config.model_dir or None))
     identity = None
     if embedder is not None:
         identity = _identity_stage(embedder, link)
