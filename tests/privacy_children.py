@@ -103,3 +103,77 @@ def deaf(hub, stop, config):
     os.dup2(idle_r, config.command_fd)  # the command thread's next read waits here
     steady(hub, stop, config)
     os.close(keep)
+
+
+def forge_calibrations(hub, stop, config, link=None):
+    """A compromised sensing process on the store pipe: records nobody asked for, forged
+    ones for the requested ID, then one honest record and a second one. Reports, as its
+    face's confidence, how many load blocks the guard sent back."""
+    import numpy as np
+
+    from mlsensors.sensors.gallery_link import encode_calibration
+
+    rng = np.random.default_rng(1)
+
+    def vec(length=1.4):
+        v = rng.normal(size=128)
+        return (length * v / np.linalg.norm(v)).astype(np.float32)
+
+    loads = []
+    link.receive(loads.append)
+    asked = []
+    hub.set_controller(lambda write: asked.append(write))
+    os.write(config.store_fd, encode_calibration(0, [vec()]))  # unasked
+    answered = 0
+    i = 0
+    while not stop.is_set():
+        calibrations = [w.value for w in asked if w.register == 0x04]
+        if len(calibrations) > answered:
+            wanted = calibrations[answered]
+            answered += 1
+            nan = vec()
+            nan[3] = np.nan
+            huge = vec()
+            huge *= 10
+            for forged in (encode_calibration((wanted + 1) % 8, [vec()]),
+                           encode_calibration(wanted, [nan]),
+                           encode_calibration(wanted, [huge]),
+                           encode_calibration(wanted, [vec()])[:-1] + b"\x3c"):
+                os.write(config.store_fd, forged)
+            honest = encode_calibration(wanted, [vec(), vec()])
+            os.write(config.store_fd, honest)
+            os.write(config.store_fd, honest)  # a second answer to one request
+        i += 1
+        face = PersonFace((10, 20, 110, 140), min(100, len(loads)), True)
+        hub.publish(PersonResult(time.time(), (face,), i), SensorStatus("running"))
+        time.sleep(0.02)
+
+
+def probe_gallery_folder(hub, stop, config, embedder=None, link=None):
+    """Try to write beside the gallery (the folder is given as the source) and to read
+    the key file (its path comes in the sensor options); one "probe" line each."""
+    import errno
+    import json
+    import sys
+
+    key = json.loads(config.sensor_options)["key"]
+
+    def attempt(name, action):
+        try:
+            action()
+            print(f"probe {name}: ALLOWED", file=sys.stderr, flush=True)
+        except OSError as e:
+            print(f"probe {name}: blocked ({errno.errorcode.get(e.errno, e.errno)})",
+                  file=sys.stderr, flush=True)
+
+    def write_beside():
+        with open(os.path.join(config.source, "planted.bin"), "wb") as f:
+            f.write(b"x" * 4096)
+
+    def read_key():
+        with open(key, "rb") as f:
+            f.read()
+
+    attempt("write gallery folder", write_beside)
+    attempt("read key", read_key)
+    steady(hub, stop, config)

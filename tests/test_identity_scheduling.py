@@ -11,6 +11,7 @@ import numpy as np
 from mlsensors.sensors.embed_worker import EmbedResult
 from mlsensors.sensors.gallery import UNKNOWN, Gallery
 from mlsensors.sensors.gallery_file import GalleryFile
+from mlsensors.sensors.id_stage import FileStore
 from mlsensors.sensors.identify import TrackIdentifier
 from mlsensors.sensors.track import Tracker
 from mlsensors.types import Face
@@ -36,6 +37,7 @@ class ScriptedWorker:
         self._done: list = []
 
     idle = True
+    failed = False
 
     def submit(self, tag, crop):
         kind, key = tag
@@ -159,7 +161,8 @@ def test_calibration_learns_the_largest_face_and_persists(tmp_path):
     w = ScriptedWorker({0: lambda n: jitter(vec(60), n), 1: lambda n: vec(61),
                         "cal": lambda n: jitter(vec(60), 100 + n)})
     gf = GalleryFile(tmp_path / "g.bin")
-    ident = TrackIdentifier(gallery(), w, gallery_file=gf, persist=True)
+    g = gallery()
+    ident = TrackIdentifier(g, w, store=FileStore(gf, g, persist=True))
     tracker = Tracker()
     frames = [[face(100, size=120), face(400, size=60)]] * 3
     before = run(ident, tracker, frames)
@@ -189,8 +192,9 @@ def test_calibration_discarded_after_two_frames_without_a_face():
 def test_erase_forgets_memory_and_file_at_once(tmp_path):
     w = ScriptedWorker({0: lambda n: vec(2)})
     gf = GalleryFile(tmp_path / "g.bin")
-    ident = TrackIdentifier(gallery(), w, gallery_file=gf)
-    ident.save()
+    g = gallery()
+    ident = TrackIdentifier(g, w, store=FileStore(gf, g))
+    ident.set_persist(True)
     tracker = Tracker()
     assert run(ident, tracker, [[face(100)]] * 3)[-1][0].id == 2
     ident.erase()

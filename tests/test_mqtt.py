@@ -481,3 +481,85 @@ def test_username_and_password(tmp_path, caplog):
             assert right.connected
     finally:
         broker.stop()
+
+
+class LaggingSensor:
+    """The sensing side as `serve` has it: the erase reaches the sensing process a few
+    frames after the hub accepted it, so results still carry the erased ID meanwhile."""
+
+    def __init__(self, hub: Hub, slot: int, stale_frames: int = 15) -> None:
+        self.hub, self.slot, self.stale_frames = hub, slot, stale_frames
+        self.erased_at: int | None = None
+        self.frames = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __call__(self, write: RegisterWrite) -> None:
+        if write == commands.erase():
+            self.erased_at = self.frames
+
+    @property
+    def forgotten(self) -> bool:
+        return self.erased_at is not None and self.frames > self.erased_at + self.stale_frames
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.02):
+            self.frames += 1
+            who = -1 if self.forgotten else self.slot
+            self.hub.publish(PersonResult(time.time(), (face(id_=who),), self.frames))
+
+
+def test_erase_while_in_view_is_not_undone_by_stale_results(broker, watcher):
+    """Erase IDs pressed while the person is in view: the empty config goes out, and
+    the results that still carry the ID for a few frames must not publish it again (it
+    would be retained and survive restarts)."""
+    hub = running_hub()
+    sensor = LaggingSensor(hub, 5)
+    hub.set_controller(sensor)
+    sensor.thread.start()
+    config = "homeassistant/binary_sensor/livingroom/person_5/config"
+    try:
+        with MqttBridge(hub, settings(broker.port, control=True)):
+            watcher.wait(config, lambda m: m.payload != b"")
+            mark = watcher.mark()
+            send(broker.port, "mlsensors/livingroom/set/erase", "ERASE")
+            watcher.wait(config, lambda m: m.payload == b"", after=mark)
+            deadline = time.monotonic() + TIMEOUT
+            while not sensor.forgotten and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert sensor.forgotten
+            # the stale frames and a few fresh ones have been through the bridge
+            watcher.wait("mlsensors/livingroom/state", lambda m: state(m)["ids"] == [],
+                         after=mark)
+            assert config not in retained(broker.port, "homeassistant/#")
+            assert [m.payload for m in watcher.on(config, mark)] == [b""]
+        # The bridge restarts with the person still in view, unrecognised now.
+        mark = watcher.mark()
+        with MqttBridge(hub, settings(broker.port, control=True)):
+            watcher.wait("mlsensors/livingroom/availability", lambda m: m.payload == b"online",
+                         after=mark)
+            watcher.wait("mlsensors/livingroom/state", lambda m: state(m)["faces"] == 1,
+                         after=mark)
+            assert config not in retained(broker.port, "homeassistant/#")
+        assert config not in retained(broker.port, "homeassistant/#")
+    finally:
+        sensor.stop.set()
+        sensor.thread.join(5)
+
+
+def test_a_calibration_after_an_erase_brings_the_entity_back(broker, watcher):
+    hub = running_hub()
+    hub.set_controller(Recorder())
+    config = "homeassistant/binary_sensor/livingroom/person_4/config"
+    with MqttBridge(hub, settings(broker.port, control=True)):
+        watcher.wait("mlsensors/livingroom/state")
+        hub.publish(result(face(id_=4)))
+        watcher.wait(config, lambda m: m.payload != b"")
+        mark = watcher.mark()
+        hub.command(commands.erase())
+        watcher.wait(config, lambda m: m.payload == b"", after=mark)
+        hub.publish(result(face(id_=4)))  # a stale frame: no entity
+        mark = watcher.mark()
+        hub.command(commands.calibrate(4))
+        watcher.wait(config, lambda m: m.payload != b"", after=mark)
+    assert config in retained(broker.port, "homeassistant/#")

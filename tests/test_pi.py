@@ -17,10 +17,11 @@ from mlsensors.transports.pi_bsc import (
     BscResponder,
     BscStatus,
     PiBscTarget,
+    split_writes,
 )
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import PersonSensorDevice
-from mlsensors.wire.record import read_window
+from mlsensors.wire.read_pointer import ReadPointer
 
 FACES = (PersonFace((10, 20, 90, 120), 95, True), PersonFace((100, 30, 140, 70), 60, False))
 UNDERRUN = 0xEE
@@ -93,20 +94,44 @@ def make() -> tuple[Hub, RecordingControl, SimulatedBsc]:
 
 
 @pytest.mark.parametrize("n", [1, 5, 16, 32, 39, 40, 64])
-def test_reads_of_any_length_get_the_record_head(n: int) -> None:
+def test_reads_follow_the_read_pointer(n: int) -> None:
+    """Reads of any length get what the shared read-pointer model says (read_pointer.py):
+    short reads continue where the last stopped, the record then zeros, then again."""
     hub, _, sim = make()
-    for _ in range(3):  # and again: every read starts at byte 0
-        assert sim.controller_read(n) == read_window(hub.snapshot().record, n)
+    model = ReadPointer()
+    for _ in range(5):
+        assert sim.controller_read(n) == model.read(n, lambda: hub.snapshot().record)
 
 
-def test_short_read_between_polls_does_not_shift_the_next_read() -> None:
+def test_thirty_two_then_seven_is_the_whole_record() -> None:
+    """The vendor's Arduino driver on a board with a 32-byte Wire buffer."""
     hub, _, sim = make()
+    hub.publish(PersonResult(2.0, FACES * 2))  # four faces: slot 3 is in the second chunk
+    sim.poll()
+    for _ in range(3):
+        assert sim.controller_read(32) + sim.controller_read(7) == hub.snapshot().record
+
+
+def test_short_read_between_polls_is_continued() -> None:
+    hub, _, sim = make()
+    record = hub.snapshot().record
     sim.tx_busy = True
     for _ in range(5):  # a 5-byte read the poll loop never saw happening
         sim.tx.popleft()
     sim.tx_busy = False
     sim.poll()
+    hub.publish(PersonResult(2.0))  # a new record does not cut the sequence short
+    sim.poll()
+    assert sim.controller_read(34) == record[5:]
     assert sim.controller_read(39) == hub.snapshot().record
+
+
+def test_a_write_restarts_the_sequence() -> None:
+    hub, _, sim = make()
+    record = hub.snapshot().record
+    assert sim.controller_read(20) == record[:20]
+    sim.controller_write(b"\x62")  # ESPHome's one byte before its read
+    assert sim.controller_read(39) == record
 
 
 def test_a_read_never_mixes_two_records() -> None:
@@ -136,11 +161,24 @@ def test_idle_target_picks_up_new_records() -> None:
 def test_register_writes_reach_the_device() -> None:
     _, control, sim = make()
     sim.controller_write(b"\x02\x01")
-    sim.controller_write(b"\x00")  # SMBus-style pointer: ignored
+    sim.controller_write(b"\x00")  # SMBus-style pointer: rewinds, sets nothing
     sim.controller_write(b"\x07\x00\x04\x03")  # two writes between polls
+    sim.controller_write(b"\x05\x00\x00\x02\x00\x00")  # two 3-byte writes between polls
     sim.controller_write(b"\x09\x09")  # refused (logged), nothing changes
+    sim.controller_write(b"\x01\x00\x00")  # standby, written as register + 16-bit value
+    sim.controller_write(b"\x03")  # single capture in one byte
     assert control.calls == [("set_identification", True), ("set_debug", False),
-                             ("calibrate", 3)]
+                             ("calibrate", 3), ("set_persist", False),
+                             ("set_identification", False), ("set_continuous", False),
+                             ("single_shot", None)]
+
+
+def test_split_writes() -> None:
+    assert split_writes(b"\x62") == [b"\x62"]
+    assert split_writes(b"\x01\x00\x01") == [b"\x01\x00\x01"]
+    assert split_writes(b"\x01\x00\x02\x01") == [b"\x01\x00", b"\x02\x01"]
+    assert split_writes(b"\x01\x00\x01\x02\x00\x01") == [b"\x01\x00\x01", b"\x02\x00\x01"]
+    assert split_writes(b"\x09\x09\x09\x09") is None
 
 
 def test_poll_loop_thread_with_simulated_hardware() -> None:

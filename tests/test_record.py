@@ -1,4 +1,4 @@
-"""The 39-byte record: round trips, both published client layouts, any-length reads."""
+"""The 39-byte record: round trips and both published client layouts."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from mlsensors.errors import ProtocolError
 from mlsensors.types import MAX_FACES, PersonFace, PersonResult
 from mlsensors.wire.record import (
     DATA_SIZE,
-    MAX_READ,
     NATIVE_RECORD_SIZE,
     RECORD_SIZE,
     crc16_ccitt_false,
     largest_faces,
     pack_record,
-    read_window,
-    unpack_prefix,
     unpack_record,
 )
 
@@ -116,15 +113,15 @@ def test_round_trip(result: PersonResult) -> None:
     assert back.timestamp == result.timestamp
     assert pack_record(back) == rec
     # a 40-byte read is the record plus one zero and decodes the same
-    assert unpack_record(read_window(rec, 40)).faces == back.faces
+    assert unpack_record(rec + b"\x00").faces == back.faces
 
 
 @settings(max_examples=300, deadline=None)
 @given(results)
 def test_both_client_layouts_decode_the_same_faces(result: PersonResult) -> None:
     rec = pack_record(result)
-    p_size, p_n, p_faces, p_crc = decode_packed(read_window(rec, 39))
-    n_size, n_n, n_faces, n_crc = decode_native(read_window(rec, 40))
+    p_size, p_n, p_faces, p_crc = decode_packed(rec)
+    n_size, n_n, n_faces, n_crc = decode_native(rec + b"\x00")  # a 40-byte read
     assert p_size == n_size == DATA_SIZE
     assert p_n == n_n == len(expected_faces(result))
     assert p_faces == n_faces
@@ -135,22 +132,6 @@ def test_both_client_layouts_decode_the_same_faces(result: PersonResult) -> None
     assert p_crc == crc16_ccitt_false(rec[:37])
     # the native layout's "checksum" is our high byte and the zero pad (documented)
     assert n_crc == rec[38]
-
-
-@settings(max_examples=100, deadline=None)
-@given(results, st.integers(0, MAX_READ))
-def test_any_length_read_is_head_zero_padded(result: PersonResult, n: int) -> None:
-    rec = pack_record(result)
-    window = read_window(rec, n)
-    assert len(window) == n
-    assert window[: min(n, RECORD_SIZE)] == rec[:n]
-    assert window[RECORD_SIZE:] == bytes(max(0, n - RECORD_SIZE))
-
-
-@pytest.mark.parametrize("n", [-1, MAX_READ + 1, 70000])
-def test_read_window_rejects_bad_length(n: int) -> None:
-    with pytest.raises(ProtocolError, match="read length"):
-        read_window(bytes(39), n)
 
 
 def test_largest_four_faces_kept_largest_first() -> None:
@@ -225,17 +206,3 @@ def test_any_single_byte_corruption_is_caught(result: PersonResult, at: int, fli
     rec[at] ^= flip
     with pytest.raises(ProtocolError):
         unpack_record(bytes(rec))
-
-
-@settings(max_examples=200, deadline=None)
-@given(results, st.integers(5, 45))
-def test_prefix_decodes_the_faces_that_fit(result: PersonResult, n: int) -> None:
-    rec = pack_record(result)
-    head = read_window(rec, n)
-    fit = (min(n, 37) - 5) // 8
-    assert unpack_prefix(head).faces == expected_faces(result)[:fit]
-
-
-def test_prefix_needs_a_header() -> None:
-    with pytest.raises(ProtocolError, match="no record header"):
-        unpack_prefix(b"\x00\x00\x21")

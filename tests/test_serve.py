@@ -90,7 +90,7 @@ def test_ids_learnt_used_switched_kept_and_erased_through_the_bus(tmp_path, data
                                capture_output=True, text=True, timeout=60)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert "PASS  embedding process sealed" in audit.stdout
-        assert "Max file size: soft 65536" in audit.stdout
+        assert "Max file size: soft 0, hard 0" in audit.stdout  # writes nothing, even with IDs
     finally:
         code, err = stop(proc)
     assert code == 0, err
@@ -166,3 +166,99 @@ def test_bad_arguments_are_one_line_errors(args, message):
     assert proc.returncode == 1, err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
+
+
+def _limit_file_size():
+    """In the child before exec: files this process writes cannot grow past 1 KiB, as on
+    a full disk (Python ignores SIGXFSZ, so a write fails with EFBIG)."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+
+def test_writes_the_sensor_cannot_apply_are_refused_on_the_bus(tmp_path, data_dir,
+                                                              model_store):
+    from mlsensors.cli.main import main
+
+    gallery = tmp_path / "ids" / "gallery.bin"
+    photos = [str(data_dir / EXAMPLES / name) for name in ("obama.jpg", "obama2.jpg")]
+    assert main(["id", "enroll", "--gallery", str(gallery), "--id", "1", *photos]) == 0
+    assert gallery.stat().st_size > 1024
+    sock = tmp_path / "bus.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlsensors", "serve", "--source", photos[0], "--loop", "--id",
+         "--gallery", str(gallery), "--no-persist", "--bus", f"unix:{sock}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_limit_file_size)
+    try:
+        client = connect(sock, proc)
+        wait_for(client, lambda r: first_id(r) == 1, what="the enrolled ID")
+        client.enable_id(False)
+        with pytest.raises(ProtocolError):
+            client.calibrate(3)  # identification is off: nothing could be learnt
+        client.enable_id(True)
+        client.set_mode(False)
+        with pytest.raises(ProtocolError):
+            client.calibrate(3)  # standby: no frame to learn from
+        client.set_mode(True)
+        with pytest.raises(ProtocolError):
+            client.persist(True)  # the disk is full: not saved, so not acknowledged
+        wait_for(client, lambda r: first_id(r) == 1, what="the ID, still known")
+        client.erase()  # never refused: forgotten, and what failed is in the log
+        wait_for(client, lambda r: first_id(r) == -1, what="unknown after ERASE_IDS")
+        assert not gallery.exists()
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "PERSIST_IDS refused: cannot write gallery" in err
+    assert "IDs forgotten, but erase of gallery" in err and "not overwritten" in err
+    assert "Traceback" not in err
+
+
+def test_a_damaged_gallery_under_serve_is_set_aside_and_logged(tmp_path, data_dir,
+                                                             model_store):
+    gallery = tmp_path / "ids" / "gallery.bin"
+    gallery.parent.mkdir()
+    gallery.write_bytes(b"MLSGALRY" + bytes(100))
+    sock = tmp_path / "bus.sock"
+    proc = serve("--source", str(data_dir / EXAMPLES / "obama.jpg"), "--loop", "--id",
+                 "--gallery", str(gallery), "--bus", f"unix:{sock}")
+    try:
+        wait_for(connect(sock, proc), lambda r: r.num_faces == 1, what="a face")
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    line = next(ln for ln in err.splitlines() if "kept as" in ln)
+    assert line.startswith("mlsensors: gallery: ") and "starting empty" in line, line
+    assert [p.name.startswith("gallery.bin.bad-") for p in gallery.parent.iterdir()] == [True]
+
+
+@pytest.mark.parametrize("case", ["fifo gallery", "device gallery", "fifo key",
+                                  "device key", "plaintext under a key"])
+def test_gallery_and_key_mistakes_stop_serve_in_one_line(tmp_path, case):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    gallery, key = tmp_path / "ids" / "g.bin", None
+    bad = {"fifo": fifo, "device": Path("/dev/zero")}.get(case.split()[0])
+    if case.endswith("gallery") and bad:
+        gallery = bad
+    elif bad:
+        key = bad
+    else:
+        from mlsensors.sensors.gallery import Gallery
+        from mlsensors.sensors.gallery_file import GalleryFile, write_new_key
+
+        GalleryFile(gallery).save(Gallery())
+        key = write_new_key(tmp_path / "k")
+    args = ["--id", "--gallery", str(gallery), "--bus", f"unix:{tmp_path / 'bus.sock'}"]
+    proc = serve("--source", "demo", *args, *(["--key", str(key)] if key else []))
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    want = "not a regular file" if "plaintext" not in case else "mlsensors id encrypt"
+    assert want in err, err

@@ -153,10 +153,10 @@ def test_unusable_files_raise_input_error_naming_file_and_problem(
     assert message.startswith(str(path)) and words in message and "\n" not in message
 
 
-def test_missing_file_and_folder_raise_source_error(tmp_path):
+def test_missing_file_is_a_source_error_and_a_folder_an_input_error(tmp_path):
     with pytest.raises(SourceError, match="no such file"):
         read_image(tmp_path / "absent.jpg")
-    with pytest.raises(SourceError, match="is a folder"):
+    with pytest.raises(InputError, match="is a folder"):
         read_image(tmp_path)
 
 

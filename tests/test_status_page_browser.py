@@ -142,3 +142,43 @@ def test_read_only_page_has_no_controls(browser):
         assert not browser.find_element(By.ID, "control").is_displayed()
         logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert logs == []  # no CSP violations, no script errors
+
+
+def timeline_pixels(driver) -> tuple[np.ndarray, float]:
+    """The timeline canvas as drawn (RGB) and its screenshot pixels per canvas pixel."""
+    import cv2
+
+    canvas = driver.find_element(By.ID, "timeline")
+    image = cv2.imdecode(np.frombuffer(canvas.screenshot_as_png, np.uint8), cv2.IMREAD_COLOR)
+    return image[:, :, ::-1], image.shape[1] / int(canvas.get_attribute("width"))
+
+
+def test_a_count_older_than_the_window_is_a_step_not_a_ramp(browser):
+    """A face in view for longer than the timeline's window: the count in force at the
+    window's start is drawn from the start at its height (a flat line after a vertical
+    edge), not as a ramp up from 0."""
+    import json
+
+    window = 2.0
+    hub = Hub()
+    hub.set_status(SensorStatus("running"))
+    hub.publish(PersonResult(time.time(), (PersonFace(BOX, 93, True),), 1))
+    with StatusPage(hub, port=0, timeline_seconds=window) as page:
+        browser.get(page.url)
+        wait_for(browser, lambda d: text(d, "link") == "live")
+        timeline = browser.find_element(By.ID, "timeline")
+
+        def path(d) -> list:
+            return json.loads(timeline.get_attribute("data-path") or "[]")
+
+        # The page redraws every second; once the change is older than the window:
+        drawn = wait_for(browser, lambda d: path(d)[:2] == [[0, 0], [0, 1]] and path(d))
+        assert drawn[-2:] == [[window, 1], [window, 0]]  # flat at 1 up to now
+        assert all(c == 1 for _, c in drawn[1:-1])  # no vertex anywhere below the count
+
+        # And on screen: just inside the left edge the fill is already at full height.
+        image, scale = timeline_pixels(browser)
+        h, pad, top = int(timeline.get_attribute("height")), 24, 4
+        y_half = h - pad - 0.5 / top * (h - 2 * pad)  # half way up a count of 1
+        r, g, b = image[int(y_half * scale), int((pad + 4) * scale)].astype(int)
+        assert b - r > 15, (r, g, b)  # the timeline's blue fill, not the white background

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -23,10 +24,18 @@ from mlsensors.transports.i2c_frames import (
     encode_request,
     parse_bus_address,
 )
-from mlsensors.transports.virtual_bus import VirtualBusServer, add_arguments, from_args
+from mlsensors.transports.peers import PeerLimits
+from mlsensors.transports.virtual_bus import (
+    _HIGH_WATER,
+    VirtualBusServer,
+    add_arguments,
+    from_args,
+)
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.wire.device import DeviceState, PersonSensorDevice
-from mlsensors.wire.record import crc16_ccitt_false, read_window
+from mlsensors.wire.read_pointer import ReadPointer
+from mlsensors.wire.record import crc16_ccitt_false
+from mlsensors.wire.registers import decode_write
 
 FACES = (PersonFace((10, 20, 90, 120), 95, True), PersonFace((100, 30, 140, 70), 60, False))
 
@@ -97,14 +106,27 @@ def closed_by_server(s: socket.socket) -> bool:
         return True
 
 
-def test_reads_return_the_record_head_zero_padded(fresh: Rig) -> None:
+def test_reads_continue_the_sequence_then_zeros(fresh: Rig) -> None:
     record = fresh.hub.snapshot().record
     with fresh.connect() as s:
-        for n in (0, 1, 5, 32, 39, 40, 64, 255):
+        model = ReadPointer()
+        for n in (0, 1, 5, 32, 39, 40, 64, 255, 32, 7, 39):
             status, data = transact(s, Request.read(SENSOR_ADDRESS, n))
             assert status == Status.ACK
-            assert data == read_window(record, n)
+            assert data == model.read(n, lambda: record)
         assert transact(s, Request.read(SENSOR_ADDRESS, 40))[1] == record + b"\x00"
+        assert transact(s, Request.read(SENSOR_ADDRESS, 32))[1] == record[:32]
+        assert transact(s, Request.read(SENSOR_ADDRESS, 7))[1] == record[32:]
+
+
+def test_each_connection_has_its_own_read_pointer(fresh: Rig) -> None:
+    record = fresh.hub.snapshot().record
+    with fresh.connect() as a, fresh.connect() as b:
+        assert transact(a, Request.read(SENSOR_ADDRESS, 32))[1] == record[:32]
+        assert transact(b, Request.read(SENSOR_ADDRESS, 39))[1] == record
+        fresh.hub.publish(PersonResult(2.0))  # a's sequence keeps the record it began
+        assert transact(a, Request.read(SENSOR_ADDRESS, 7))[1] == record[32:]
+        assert transact(a, Request.read(SENSOR_ADDRESS, 39))[1] == fresh.hub.snapshot().record
 
 
 def test_register_writes_reach_the_sensor(fresh: Rig) -> None:
@@ -124,7 +146,10 @@ def test_register_writes_reach_the_sensor(fresh: Rig) -> None:
         (SENSOR_ADDRESS, b"\x09\x01", Status.DATA_NACK),  # unknown register
         (SENSOR_ADDRESS, b"\x01\x02", Status.DATA_NACK),  # out of range
         (SENSOR_ADDRESS, b"\x03\x00", Status.DATA_NACK),  # single shot in continuous
-        (SENSOR_ADDRESS, b"\x01\x00\x01", Status.DATA_NACK),  # too long: nothing applied
+        (SENSOR_ADDRESS, b"\x01\x00\x01\x00", Status.DATA_NACK),  # too long: nothing applied
+        (SENSOR_ADDRESS, b"\x01\x01\x00", Status.DATA_NACK),  # 16-bit value 256
+        (SENSOR_ADDRESS, b"\x03", Status.DATA_NACK),  # 1-byte single shot in continuous
+        (SENSOR_ADDRESS, b"\x01", Status.DATA_NACK),  # a setting without its value
         (SENSOR_ADDRESS, b"", Status.ACK),  # address probe
         (SENSOR_ADDRESS, b"\x00", Status.ACK),  # SMBus-style register pointer
         (0x61, b"\x01\x00", Status.ADDRESS_NACK),
@@ -291,16 +316,167 @@ def test_bus_address_parsing_and_serve_arguments() -> None:
         VirtualBusServer(Hub(), "tcp:192.0.2.1:1").start()  # not an address of ours
 
 
+# -- hostile peers: caps, idle clients, the log ------------------------------------------
+
+
+def wait_closed(s: socket.socket, timeout: float = 10) -> bool:
+    s.settimeout(timeout)
+    try:
+        return closed_by_server(s)
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def spec(request, tmp_path) -> str:
+    return "tcp:127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path / 'bus.sock'}"
+
+
+def test_a_full_bus_refuses_newcomers_and_keeps_serving_its_clients(spec: str) -> None:
+    rig = Rig(spec, limits=PeerLimits(4, idle_timeout=None, evict_after=None))
+    try:
+        held = [rig.connect() for _ in range(4)]
+        assert wait_for_connections(rig.server, 4) == 4
+        extra = [rig.connect() for _ in range(20)]
+        assert all(wait_closed(s) for s in extra), "over the cap: closed at once"
+        for s in held:
+            assert transact(s, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        assert rig.server.connections == 4
+        for s in held + extra:
+            s.close()
+    finally:
+        rig.server.stop()
+
+
+def test_idle_clients_give_way_to_newcomers_and_time_out(spec: str) -> None:
+    rig = Rig(spec, limits=PeerLimits(3, idle_timeout=None, evict_after=0.3))
+    try:
+        busy, idle1, idle2 = (rig.connect() for _ in range(3))
+        assert wait_for_connections(rig.server, 3) == 3
+        time.sleep(0.4)
+        assert transact(busy, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        newcomer = rig.connect()
+        assert transact(newcomer, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        assert wait_closed(idle1), "the client idle longest gave its slot"
+        assert transact(busy, Request.read(SENSOR_ADDRESS, 39))[0] == Status.ACK
+        for s in (busy, idle1, idle2, newcomer):
+            s.close()
+    finally:
+        rig.server.stop()
+    rig = Rig(spec, limits=PeerLimits(8, idle_timeout=0.2, evict_after=None))
+    try:
+        silent = rig.connect()
+        assert wait_closed(silent), "a client idle past idle_timeout is closed"
+        silent.close()
+    finally:
+        rig.server.stop()
+
+
+def test_the_driver_reconnects_when_the_bus_closed_an_idle_connection() -> None:
+    from mlsensors.transports.client import PersonSensorClient
+
+    rig = Rig(limits=PeerLimits(8, idle_timeout=0.2, evict_after=None))
+    try:
+        client = PersonSensorClient(str(rig.address))
+        assert client.read_results().num_faces == 2
+        assert wait_for_connections(rig.server, 0) == 0  # the server closed it
+        assert client.read_results().num_faces == 2
+        client.close()
+    finally:
+        rig.server.stop()
+
+
+def test_floods_of_bad_clients_are_logged_as_a_few_counted_lines(spec: str, caplog) -> None:
+    rig = Rig(spec, limits=PeerLimits(2, idle_timeout=None, evict_after=None))
+    try:
+        held = [rig.connect() for _ in range(2)]
+        assert wait_for_connections(rig.server, 2) == 2
+        with caplog.at_level(logging.INFO, logger="mlsensors.transports.virtual_bus"):
+            for s in held:  # malformed: each closes its own connection only
+                s.sendall(b"\x62\xee\x00\x00")
+                assert wait_closed(s)
+            assert wait_for_connections(rig.server, 0) == 0
+            held = [rig.connect() for _ in range(2)]
+            assert wait_for_connections(rig.server, 2) == 2
+            made = 0
+            for _ in range(500):
+                with contextlib.suppress(OSError), rig.connect() as s:
+                    made += 1  # a full unix backlog refuses some connects outright
+                    s.sendall(b"\x62\xee\x00\x00")
+            deadline = time.monotonic() + 10
+            while rig.server.events.total < 2 + made and time.monotonic() < deadline:
+                time.sleep(0.01)
+            rig.server.stop()
+    finally:
+        rig.server.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert made > 100
+    assert 1 <= len(lines) <= 3, lines
+    assert "malformed clients closed (last: unknown operation 0xee" in lines[0]
+    assert rig.server.events.total == 2 + made
+    assert f"{made} connections refused (last: all 2 slots busy)" in " ".join(lines), lines
+
+
+def test_the_loops_own_errors_are_counted_not_traced(caplog) -> None:
+    rig = Rig()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert rig.server._loop is not None
+            rig.server._loop.call_soon_threadsafe(
+                rig.server._loop.call_exception_handler,
+                {"message": "socket.accept() out of system resource",
+                 "exception": OSError(24, "Too many open files")})
+            deadline = time.monotonic() + 5
+            while not rig.server.events.total and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        rig.server.stop()
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert any("1 server errors (last: socket.accept() out of system resource: OSError"
+               in r.getMessage() for r in caplog.records)
+
+
+def test_a_flood_of_pipelined_reads_is_answered_a_bit_at_a_time(tmp_path) -> None:
+    # 4 bytes ask for 258: unanswered, 64 KiB of requests would owe 4 MiB of replies.
+    rig = Rig(f"unix:{tmp_path / 'bus.sock'}", write_timeout=30)
+    try:
+        s = rig.connect()
+        s.sendall(encode_request(Request.read(SENSOR_ADDRESS, 255)) * 16384)
+        assert wait_for_connections(rig.server, 1) == 1
+        (connection,) = rig.server.peers.peers()
+        deadline = time.monotonic() + 10
+        while not connection.writing_paused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert connection.writing_paused, "the client reads nothing, so writing pauses"
+        assert connection.transport.get_write_buffer_size() <= 2 * _HIGH_WATER
+        # It catches up: every request is answered, in order, nothing lost.
+        s.settimeout(10)
+        for _ in range(16384):
+            status, data = transact_reply(s)
+            assert status == Status.ACK and len(data) == 255
+        s.close()
+    finally:
+        rig.server.stop()
+
+
+def transact_reply(s: socket.socket) -> tuple[int, bytes]:
+    head = recv_exact(s, 3)
+    return head[0], recv_exact(s, int.from_bytes(head[1:], "big"))
+
+
 # -- fuzzing ---------------------------------------------------------------------------
 
 
 def reference(stream: bytes, record: bytes) -> list[bytes | tuple[int, int]]:
-    """What the server must answer to `stream`, written from the framing spec alone.
+    """What the server must answer to `stream`, written from the framing spec and the
+    shared read-pointer and write-decoding rules.
 
-    Frames are answered until the first malformed or cut one. A 2-byte write to the
-    sensor appears as (register, value): whether it is ACKed is the device model's call.
+    Frames are answered until the first malformed or cut one. A write the sensor
+    decodes as a register write appears as (register, value): whether it is ACKed is
+    the device model's call.
     """
     out: list[bytes | tuple[int, int]] = []
+    pointer = ReadPointer()
     i = 0
     while len(stream) - i >= 4:
         address, op, length = stream[i], stream[i + 1], int.from_bytes(stream[i + 2:i + 4])
@@ -313,11 +489,15 @@ def reference(stream: bytes, record: bytes) -> list[bytes | tuple[int, int]]:
         if address != SENSOR_ADDRESS:
             out.append(b"\x01\x00\x00")
         elif op == ord("R"):
-            out.append(b"\x00" + length.to_bytes(2) + read_window(record, length))
-        elif length == 2:
-            out.append((data[0], data[1]))
+            out.append(b"\x00" + length.to_bytes(2) + pointer.read(length, lambda: record))
         else:
-            out.append((b"\x00" if length < 2 else b"\x02") + b"\x00\x00")
+            pointer.rewind()
+            try:
+                decoded = decode_write(data)
+            except ProtocolError:
+                out.append(b"\x02\x00\x00")
+                continue
+            out.append(b"\x00\x00\x00" if decoded is None else decoded)
     return out
 
 

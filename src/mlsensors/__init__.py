@@ -4,7 +4,11 @@ The sensor hands the rest of the system a few high-level facts (how many faces, 
 who is looking, which enrolled ID) and nothing else: no pixels leave it.
 """
 
-from mlsensors.errors import (
+from mlsensors.limits import apply_decoder_limits
+
+apply_decoder_limits()  # before anything imports OpenCV
+
+from mlsensors.errors import (  # noqa: E402
     InputError,
     MlsensorsError,
     ModelError,
@@ -12,7 +16,7 @@ from mlsensors.errors import (
     SourceError,
     StateError,
 )
-from mlsensors.types import Face, Frame, Keypoint, PersonFace, PersonResult
+from mlsensors.types import Face, Frame, Keypoint, PersonFace, PersonResult  # noqa: E402
 
 __all__ = [
     "Face",

@@ -20,10 +20,12 @@ Point = tuple[float, float]
 
 
 class Keypoint(IntEnum):
-    """BlazeFace's six keypoints, in the model's output order.
+    """Face landmarks that some detector gives; each model gives a subset (its layout).
 
     Named from the subject's point of view, as MediaPipe does: the subject's right eye
     appears on the left of an unmirrored photo (checked on real portraits in the tests).
+    BlazeFace gives the first six (mouth centre and ears), YuNet the eyes, the nose tip
+    and the two mouth corners (no ears).
     """
 
     RIGHT_EYE = 0
@@ -32,6 +34,16 @@ class Keypoint(IntEnum):
     MOUTH = 3
     RIGHT_EAR = 4
     LEFT_EAR = 5
+    RIGHT_MOUTH_CORNER = 6
+    LEFT_MOUTH_CORNER = 7
+
+
+BLAZEFACE_LANDMARKS = (Keypoint.RIGHT_EYE, Keypoint.LEFT_EYE, Keypoint.NOSE_TIP,
+                       Keypoint.MOUTH, Keypoint.RIGHT_EAR, Keypoint.LEFT_EAR)
+"""BlazeFace's keypoints, in its output order."""
+YUNET_LANDMARKS = (Keypoint.RIGHT_EYE, Keypoint.LEFT_EYE, Keypoint.NOSE_TIP,
+                   Keypoint.RIGHT_MOUTH_CORNER, Keypoint.LEFT_MOUTH_CORNER)
+"""YuNet's landmarks, in its output order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +82,35 @@ class SourceGap:
 
 @dataclass(frozen=True, slots=True)
 class Face:
-    """One detected face in pixels of the image it was found in."""
+    """One detected face in pixels of the image it was found in.
+
+    `score` is the calibrated confidence 0–1 (the record's confidence / 100; see
+    `vision.calibrate`), the same scale whichever model found the face. `keypoints` are
+    the landmarks named, in order, by `landmarks` (the finding model's layout); `model`
+    names that model.
+    """
 
     box: Box
     score: float
     keypoints: tuple[Point, ...]
     facing: bool
     facing_score: float
+    landmarks: tuple[Keypoint, ...] = BLAZEFACE_LANDMARKS
+    model: str = "full"
 
     @property
     def area(self) -> float:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
+    def has(self, which: Keypoint) -> bool:
+        return which in self.landmarks
+
     def keypoint(self, which: Keypoint) -> Point:
-        return self.keypoints[which]
+        """The landmark's point; KeyError if the finding model does not give it."""
+        try:
+            return self.keypoints[self.landmarks.index(which)]
+        except ValueError:
+            raise KeyError(f"{self.model} gives no {which.name.lower()} landmark") from None
 
 
 @dataclass(frozen=True, slots=True)

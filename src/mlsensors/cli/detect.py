@@ -8,19 +8,21 @@ import sys
 from pathlib import Path
 
 from mlsensors.errors import MlsensorsError
-from mlsensors.types import Face, Keypoint
+from mlsensors.types import Face
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="find faces in image files or folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--json", action="store_true", help="one JSON object per input")
-    p.add_argument("--model", choices=("full", "short"), default="full",
-                   help="full-range (default, faces up to ~5 m) or short-range (< 2 m)")
+    p.add_argument("--model", choices=("auto", "yunet", "full", "short"), default="auto",
+                   help="auto (default): YuNet when fetched (faces from ~16 px), else "
+                        "BlazeFace full-range (faces up to ~5 m); short: BlazeFace < 2 m")
     p.add_argument("--threshold", type=float, default=None,
-                   help="minimum score 0-1 (default: the model's own, 0.6 full / 0.5 short)")
+                   help="minimum confidence 0-1 on the calibrated scale (default 0.6)")
     p.add_argument("--no-tiling", action="store_true",
-                   help="one pass over the whole image only (faster, misses tiny faces)")
+                   help="BlazeFace: one pass over the whole image only (faster, misses "
+                        "tiny faces)")
     p.set_defaults(run=run)
 
 
@@ -28,21 +30,38 @@ def face_json(face: Face) -> dict:
     return {
         "box": [round(v, 1) for v in face.box],
         "score": round(face.score, 4),
+        "model": face.model,
         "keypoints": {k.name.lower(): [round(v, 1) for v in face.keypoint(k)]
-                      for k in Keypoint},
+                      for k in face.landmarks},
         "facing": face.facing,
         "facing_score": round(face.facing_score, 3),
     }
 
 
-def expand(paths: list[str]) -> list[Path]:
-    """Folders become their image files (sorted); everything else is taken as given."""
-    from mlsensors.sources.images import list_images
+def expand(paths: list[str]) -> list[Path | tuple[Path, MlsensorsError]]:
+    """Folders become their image files (sorted); everything else is taken as given.
 
-    out: list[Path] = []
+    A folder that holds no image file (empty, or a folder named like an image) stands as
+    an error in its place, reported like an unreadable file: saying nothing and exiting
+    0 would look like a run that found no faces.
+    """
+    from mlsensors.errors import SourceError
+    from mlsensors.source_names import list_images
+
+    out: list[Path | tuple[Path, MlsensorsError]] = []
     for raw in paths:
         path = Path(raw)
-        out.extend(list_images(path) if path.is_dir() else [path])
+        if not path.is_dir():
+            out.append(path)
+            continue
+        try:
+            images = list_images(path)
+        except SourceError as e:
+            out.append((path, e))
+            continue
+        if not images:
+            out.append((path, SourceError(f"{path}: a folder with no image files in it")))
+        out.extend(images)
     return out
 
 
@@ -55,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
     detector = FaceDetector(args.model, score_threshold=args.threshold,
                             tiling=not args.no_tiling)
     failed = False
-    for path in expand(args.paths):
+    for item in expand(args.paths):
+        path, problem = item if isinstance(item, tuple) else (item, None)
         try:
+            if problem is not None:
+                raise problem
             image = read_image(path)
             faces = detector.detect(image)
         except MlsensorsError as e:

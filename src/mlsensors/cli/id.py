@@ -1,4 +1,6 @@
-"""`mlsensors id enroll|match|list|erase|keygen`: the ID gallery from the command line."""
+"""`mlsensors id enroll|match|list|erase|encrypt|keygen`: the ID gallery from the command
+line. Every gallery and key path is read only if it is a regular file of bounded size
+(`gallery_file`), so a FIFO or a device is a one-line error, never a hang."""
 
 from __future__ import annotations
 
@@ -34,6 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = isub.add_parser("erase", help="erase the gallery file (overwritten, then removed)")
     add_gallery_arguments(q)
     q.set_defaults(run=_erase)
+
+    q = isub.add_parser("encrypt", help="encrypt a plaintext gallery in place with --key "
+                                        "(the plaintext is overwritten)")
+    add_gallery_arguments(q)
+    q.set_defaults(run=_encrypt)
 
     q = isub.add_parser("keygen", help="write a new random key file (mode 0600)")
     q.add_argument("keyfile", type=Path)
@@ -97,7 +104,7 @@ def _match(args) -> int:
             "distance": round(f.distance, 4) if math.isfinite(f.distance) else None,
         } for f in faces]
         if args.json:
-            print(json.dumps({"image": str(path), "faces": rows}))
+            print(json.dumps({"path": str(path), "faces": rows}))  # as detect --json
             continue
         print(f"{path}: {len(rows)} face(s)")
         for r in rows:
@@ -129,6 +136,17 @@ def _erase(args) -> int:
         print(f"erased {path}")
     if not erased:
         print(f"no gallery at {gfile.path}; nothing to erase")
+    return 0
+
+
+def _encrypt(args) -> int:
+    if args.key is None:
+        raise InputError("give the key file to encrypt with: --key KEYFILE (make one with "
+                         "`mlsensors id keygen KEYFILE`)")
+    gfile = _file(args)
+    gallery = gfile.encrypt()
+    print(f"{gfile.path}: {len(gallery.ids())} ID(s) encrypted with {args.key}; the "
+          "plaintext version was overwritten")
     return 0
 
 

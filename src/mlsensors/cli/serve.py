@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mlsensors.hub import Hub
     from mlsensors.privacy import sealed
-    from mlsensors.transports import gpio, mqtt, pi_bsc, virtual_bus
+    from mlsensors.transports import descriptors, gpio, mqtt, pi_bsc, virtual_bus
     from mlsensors.transports import http as status_page
     from mlsensors.wire.device import DeviceState, PersonSensorDevice, RegisterLink
 
@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         args, hub, options=sensor_options(args), loop=args.loop, identify=args.id,
         gallery=str(args.gallery) if args.gallery else None,
         key_file=str(args.key) if args.key else None, persist=not args.no_persist)
+    if args.source is not None:
+        # The sealed child checks again and decodes; here only what needs no content.
+        from mlsensors.source_names import check_source
+
+        check_source(args.source)
     device = PersonSensorDevice(
         RegisterLink(sensor.guard.send, ids=args.id),
         DeviceState(enable_id=args.id, persist_ids=not args.no_persist))
@@ -81,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     ensure_detector(args.model)
     if args.id:
         ensure_id_models()
+    # Peers never take the descriptors the guard needs to restart the sensing process.
+    descriptors.raise_soft_limit()
+    accepting = [t for t in transports if hasattr(t, "cap_peers")]
+    share = descriptors.peer_share(len(accepting))
+    for transport in accepting:
+        transport.cap_peers(share)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

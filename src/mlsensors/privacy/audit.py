@@ -22,7 +22,7 @@ from mlsensors.hub import Hub, Snapshot
 from mlsensors.models import ModelStore
 from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.privacy.channel import Capacity, capacity
-from mlsensors.privacy.child import DEFAULT_WORK, GALLERY_FILE_LIMIT, Probe
+from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
 from mlsensors.sensors.person import SensorOptions
@@ -237,8 +237,9 @@ def _kb(text: str) -> int:
 
 def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
                  identify: bool = False) -> list[Check]:
-    """`identify`: the process was started with face IDs, so it may write files of up to
-    GALLERY_FILE_LIMIT bytes and holds two more pipes (to its embedding process)."""
+    """`identify`: the process was started with face IDs, so it holds three more pipes
+    (two to its embedding process, the store pipe to the guard); it writes no file
+    either way."""
     out = []
     for name in ("user", "net"):
         mine, theirs = view.ns[name], parent.ns[name]
@@ -251,10 +252,8 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
     nnp = view.status.get("NoNewPrivs", "?")
     out.append(Check("no_new_privs", nnp == "1", f"NoNewPrivs: {nnp}"))
     fsize = view.limits.get("Max file size", ("?", "?"))
-    allowed = str(GALLERY_FILE_LIMIT if identify else 0)
-    out.append(Check("file size limit", fsize == (allowed, allowed),
-                     f"Max file size: soft {fsize[0]}, hard {fsize[1]} (allowed {allowed}"
-                     + (": the ID gallery)" if identify else ")")))
+    out.append(Check("file size limit", fsize == ("0", "0"),
+                     f"Max file size: soft {fsize[0]}, hard {fsize[1]} (allowed 0)"))
     core = view.limits.get("Max core file size", ("?", "?"))
     out.append(Check("no core dumps", core == ("0", "0"),
                      f"Max core file size: soft {core[0]}, hard {core[1]}"))
@@ -276,7 +275,7 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
                 and not target.startswith("/dev/video"):
             bad.append(f"fd {fd} is {target} open for writing")
     pipes = sum(1 for t, _ in view.fds.values() if t.startswith("pipe:"))
-    out.append(Check("inherited descriptors", not bad and pipes <= 4 + 2 * identify,
+    out.append(Check("inherited descriptors", not bad and pipes <= 4 + 3 * identify,
                      "; ".join(bad) or f"{pipes} pipes, no sockets, no writable files: "
                      + " ".join(summary[:12])))
     return out
@@ -374,6 +373,10 @@ def _channel_checks(records: list[tuple[float, int]], elapsed: float, max_rate: 
 
 
 def _model_check(detector: str) -> Check:
+    if detector == "auto":  # the model the sensor picks: YuNet when fetched, else BlazeFace
+        from mlsensors.vision.detector import resolve_model
+
+        detector = resolve_model(detector, ModelStore())
     names = [DETECTOR_MODELS.get(detector, detector)]
     statuses = ModelStore().status()
     bad = [f"{s.spec.name}: {s.problem}" for s in statuses if s.present and not s.ok]

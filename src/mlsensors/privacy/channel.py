@@ -5,7 +5,12 @@ Person Sensor's results record exactly (mlsensors.wire.record); tag "S" carries 
 record of the same size whose only content is a state and a reason code. 40 bytes is
 below PIPE_BUF, so each frame is written atomically and a well-behaved child can never
 interleave or split one. Commands go the other way on a second pipe as COMMAND_SIZE (2)
-byte register writes.
+byte register writes, and, from the guard only, blocks (CMD_BLOCK, u16 length, bytes):
+state the guard keeps for the sensor, such as the ID gallery, handed to each child.
+
+A sensor that keeps state (face IDs) has a third pipe, the store pipe: fixed-size
+frames from the child that the guard's `Keeper` for that sensor validates field by
+field (e.g. one calibration's embeddings); see `guard.Keeper`.
 
 The channel's capacity is computed here from the layout, the value ranges the guard
 accepts and the rate cap, so the figure published by `mlsensors audit` and the
@@ -34,6 +39,11 @@ FRAME_SIZE = 1 + RECORD_SIZE
 TAG_RESULT = ord("R")
 TAG_STATUS = ord("S")
 COMMAND_SIZE = 2
+CMD_BLOCK = 0xFF
+"""First byte of a block on the command pipe (registers are 0x01-0x07)."""
+BLOCK_HEAD = struct.Struct("<BH")
+PIPE_BUF = 4096
+"""Writes up to this size are atomic on a Linux pipe: every store frame is smaller."""
 
 _STATUS = struct.Struct("<BBB")
 _CRC = struct.Struct("<H")
@@ -63,6 +73,19 @@ class Reason(IntEnum):
     MODEL_ERROR = 3
     INPUT_ERROR = 4
     INTERNAL = 5
+    EMBEDDER = 6
+    """The embedding process (face IDs) ended; the sensing process exits to be restarted
+    with a new one (a sealed process cannot start programs)."""
+
+
+REASON_TEXT = {
+    Reason.SOURCE_GAP: "the source has no picture",
+    Reason.SOURCE_ERROR: "the source failed",
+    Reason.MODEL_ERROR: "a model was refused",
+    Reason.INPUT_ERROR: "bad input",
+    Reason.INTERNAL: "internal error",
+    Reason.EMBEDDER: "the embedding process ended",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +150,39 @@ def decode_frame(frame: bytes) -> PersonResult | ChildStatus:
 
 
 def encode_command(register: int, value: int) -> bytes:
-    if not (0 <= register <= 255 and 0 <= value <= 255):
+    if not (0 <= register <= 255 and 0 <= value <= 255) or register == CMD_BLOCK:
         raise ProtocolError(f"register write ({register}, {value}) is not two bytes")
     return bytes((register, value))
+
+
+def encode_block(payload: bytes) -> bytes:
+    """One block for the command pipe (guard → child)."""
+    if len(payload) > 0xFFFF:
+        raise ProtocolError(f"a block holds at most 65,535 bytes, got {len(payload)}")
+    return BLOCK_HEAD.pack(CMD_BLOCK, len(payload)) + payload
+
+
+def split_commands(buf: bytes) -> tuple[list[tuple[int, int] | bytes], bytes]:
+    """The whole commands at the start of `buf` (register writes as (register, value),
+    blocks as bytes) and the incomplete rest."""
+    out: list[tuple[int, int] | bytes] = []
+    pos = 0
+    while pos < len(buf):
+        if buf[pos] == CMD_BLOCK:
+            if len(buf) - pos < BLOCK_HEAD.size:
+                break
+            (_, n) = BLOCK_HEAD.unpack_from(buf, pos)
+            end = pos + BLOCK_HEAD.size + n
+            if end > len(buf):
+                break
+            out.append(bytes(buf[pos + BLOCK_HEAD.size:end]))
+            pos = end
+        else:
+            if len(buf) - pos < COMMAND_SIZE:
+                break
+            out.append((buf[pos], buf[pos + 1]))
+            pos += COMMAND_SIZE
+    return out, bytes(buf[pos:])
 
 
 @dataclass(frozen=True, slots=True)

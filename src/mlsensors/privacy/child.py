@@ -1,10 +1,12 @@
 """The sealed sensing process: seal first, then touch models, the source and pixels.
 
 Run as `python -m mlsensors.privacy.child CONFIG_JSON` by the guard, with exactly two
-inherited pipe ends (results out, commands in) besides stdin (/dev/null) and
-stdout/stderr (a pipe read by the guard's log filter). The first thing it does is
-`sandbox.seal`; only then does it import the pixel-handling code, verify and load the
-model bytes, open the source and start the sensor loop.
+inherited pipe ends (results out, commands in; with face IDs a third, the store pipe
+out) besides stdin (/dev/null) and stdout/stderr (a pipe read by the guard's log
+filter). It writes no file: what it learns that must be kept (an ID's embeddings)
+leaves as fixed-size frames on the store pipe and the guard keeps it. The first thing
+it does is `sandbox.seal`; only then does it import the pixel-handling code, verify and
+load the model bytes, open the source and start the sensor loop.
 
 Inside, the sensor loop publishes into an ordinary `Hub`, exactly as it would in one
 process; a subscriber turns each snapshot into one fixed-size frame on the results pipe,
@@ -15,6 +17,7 @@ knowledge of the sandbox.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import json
@@ -27,19 +30,16 @@ import time
 from dataclasses import asdict, dataclass
 
 from mlsensors.privacy.channel import (
-    COMMAND_SIZE,
     ChildState,
     ChildStatus,
     Reason,
     encode_result,
     encode_status,
+    split_commands,
 )
 from mlsensors.privacy.sandbox import SealError, SealPolicy, seal
 
 DEFAULT_WORK = "mlsensors.privacy.work:person_sensor"
-GALLERY_FILE_LIMIT = 64 << 10
-"""The largest file the sealed child may write (RLIMIT_FSIZE) when identification is on:
-a full gallery (8 IDs × 8 samples × 128 float32, encrypted) is 32,992 bytes."""
 EXIT_SEAL_FAILED = 3
 EXIT_FAILED = 4
 
@@ -83,11 +83,9 @@ class ChildConfig:
     """The sensor loop's SensorOptions as JSON (built inside, after sealing)."""
     identify: bool = False
     """Start with face identification on (the embedding process is started before
-    sealing; without it, ENABLE_ID=1 is refused)."""
-    gallery: str | None = None
-    """The gallery file; its folder is the one place the child may write."""
-    key_file: str | None = None
-    persist: bool = True
+    sealing; without it, ENABLE_ID=1 is refused). The gallery comes from the guard."""
+    store_fd: int = -1
+    """The store pipe's write end (with `identify`): calibrations go to the guard."""
     model_dir: str = ""
     read_paths: tuple[str, ...] = ()
     device_paths: tuple[str, ...] = ()
@@ -142,17 +140,10 @@ def policy_for(config: ChildConfig) -> SealPolicy:
         reads.append(config.model_dir)
     if config.source and os.path.exists(config.source):
         reads.append(config.source)
-    writes: list[str] = []
-    if config.identify and config.gallery:
-        writes.append(os.path.dirname(config.gallery))
-    if config.key_file:
-        reads.append(config.key_file)
     if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
         reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
     return SealPolicy(
         read_paths=tuple(reads),
-        write_paths=tuple(writes),
-        file_bytes=GALLERY_FILE_LIMIT,
         exec_paths=code_paths(),
         device_paths=config.device_paths,
         memory_bytes=config.memory_bytes,
@@ -171,6 +162,48 @@ _STATES = {
 """The sensor loop's status states as the channel's closed set."""
 
 
+class GuardLink:
+    """What the work may use of the guard beyond results: the store pipe (fixed frames
+    out), the blocks the guard sends (state it keeps, e.g. the gallery), and a fatal
+    stop. Given to the work as `link` when the child has a store pipe."""
+
+    def __init__(self, channel: Channel, store_fd: int) -> None:
+        self._channel = channel
+        self._store_fd = store_fd
+        self._lock = threading.Lock()
+        self._receiver = None
+        self._early: list[bytes] = []
+
+    def send(self, frame: bytes) -> None:
+        """One frame on the store pipe (one write: atomic below PIPE_BUF)."""
+        os.write(self._store_fd, frame)
+
+    def receive(self, callback) -> None:
+        """Call `callback(block)` for every block from the guard, starting with those
+        that came before (from the command thread)."""
+        with self._lock:
+            self._receiver, early, self._early = callback, self._early, []
+        for block in early:
+            callback(block)
+
+    def deliver(self, block: bytes) -> None:
+        with self._lock:
+            receiver = self._receiver
+            if receiver is None:
+                self._early.append(block)
+                return
+        receiver(block)
+
+    def fail(self, reason: Reason, message: str) -> None:
+        """End this process now, from any thread: `message` to the log, the FAILED
+        status with `reason` to the guard, exit status EXIT_FAILED (the guard restarts
+        the process)."""
+        print(message, file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            self._channel.status(ChildState.FAILED, reason)
+        os._exit(EXIT_FAILED)
+
+
 class Channel:
     """The child's end of the pipes: one frame per write, commands in a thread."""
 
@@ -180,6 +213,7 @@ class Channel:
         self._lock = threading.Lock()
         self._last_state: ChildState | None = None
         self._last_result = None
+        self.link: GuardLink | None = None
 
     def send(self, frame: bytes) -> None:
         with self._lock:
@@ -211,7 +245,7 @@ class Channel:
             buf = b""
             while not stop.is_set():
                 try:
-                    chunk = os.read(self.command_fd, 64)
+                    chunk = os.read(self.command_fd, 1 << 16)
                 except OSError:
                     break
                 if not chunk:
@@ -220,13 +254,16 @@ class Channel:
                 while not hub.accepting and not stop.is_set():
                     # Writes the guard replays at start-up wait for the loop to be built.
                     time.sleep(0.02)
-                while len(buf) >= COMMAND_SIZE:
-                    register, value = buf[0], buf[1]
-                    buf = buf[COMMAND_SIZE:]
+                commands, buf = split_commands(buf)
+                for command in commands:
                     try:
-                        hub.command(RegisterWrite(register, value))
+                        if isinstance(command, bytes):
+                            if self.link is not None:
+                                self.link.deliver(command)
+                            continue
+                        hub.command(RegisterWrite(*command))
                     except Exception as e:  # a bad write must not stop the sensor
-                        print(f"command ({register}, {value}) refused: {e}", file=sys.stderr)
+                        print(f"command {command[:2]!r} refused: {e}", file=sys.stderr)
             stop.set()  # the guard closed the command pipe: it is gone or stopping us
 
         thread = threading.Thread(target=loop, name="commands", daemon=True)
@@ -285,7 +322,7 @@ def run_probes(probe: Probe, channel: Channel) -> None:
     print("probe done", file=sys.stderr, flush=True)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to kill this process when the guard dies (no orphaned sensing)."""
     import ctypes
     import signal
@@ -303,9 +340,11 @@ def load_work(spec: str):
 
 def main(argv: list[str]) -> int:
     config = ChildConfig.from_json(argv[0])
-    _die_with_parent()
+    die_with_parent()
     channel = Channel(config.record_fd, config.command_fd)
     extra = {}
+    if config.store_fd >= 0:
+        channel.link = extra["link"] = GuardLink(channel, config.store_fd)
     if config.identify:
         from mlsensors.privacy.work import launch_embedder
 

@@ -12,7 +12,16 @@ It also keeps the child alive: a child that exits is a crash, one that is silent
 longer than the watchdog allows is a hang and is killed; either way the Hub goes to
 the "fault" state with no faces at once (never stale ones) and the child is restarted
 after an exponential backoff. Restarts within the last minute are reported in the
-status detail and the log, so a crash loop is visible.
+status detail and the log, so a crash loop is visible. Faces never outlive the child's
+stream: when no result comes for about two of its recent frame intervals (`late_after`)
+they are withdrawn, and after LATE_FAULT_S without one the status is "fault" and the
+log says so, long before the watchdog (a stopped or stuck process).
+
+A sensor that keeps state across restarts (face IDs: the gallery) gives the guard a
+`Keeper`. The child then has a third pipe, the store pipe, for fixed-size records the
+keeper validates; the keeper holds the file, acts on the register writes that touch it
+before they are acknowledged, and hands its state to every new child as blocks on the
+command pipe. The child itself writes nothing to the file system.
 """
 
 from __future__ import annotations
@@ -25,16 +34,21 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from mlsensors.errors import ProtocolError
+from mlsensors.errors import MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
 from mlsensors.privacy.channel import (
     FRAME_SIZE,
+    PIPE_BUF,
+    REASON_TEXT,
     TAG_RESULT,
     TAG_STATUS,
     ChildState,
     ChildStatus,
+    Reason,
     decode_frame,
     encode_command,
 )
@@ -46,6 +60,56 @@ from mlsensors.wire.registers import REGISTER_MAP, check_write
 log = logging.getLogger("mlsensors.guard")
 
 _GOOD_TAGS = (TAG_RESULT, TAG_STATUS)
+
+
+LATE_FAULT_S = 1.0
+"""Without a new result for this long, a streaming child is a fault (status and log)."""
+LATE_DEFAULT_S = 1.0
+"""Faces are withdrawn after this long without a result while the child's frame
+interval is not known yet (its first few results)."""
+LATE_LOG_EVERY_S = 60.0
+
+
+def late_after(intervals: Sequence[float], period: float) -> float:
+    """Seconds after the last result at which its faces are stale: two of the longest of
+    the child's recent result intervals, plus one tick (the guard only looks on ticks);
+    LATE_DEFAULT_S until three intervals are known."""
+    if len(intervals) < 3:
+        return LATE_DEFAULT_S
+    return 2.0 * max(intervals) + period
+
+
+class Keeper(Protocol):
+    """State the guard keeps for a sensor across child restarts (e.g. the ID gallery).
+
+    The guard calls it from transport threads (`check`, `forwarded`), the store-pipe
+    reader (`record`) and the tick loop (`tick`, `problem`); it must be thread-safe and
+    must not call back into the guard except through `send`.
+    """
+
+    frame_size: int
+    """Bytes of one store-pipe record (below PIPE_BUF: one atomic write)."""
+
+    @property
+    def problem(self) -> str:
+        """What is wrong with the kept state ("" if nothing), for the status detail."""
+
+    def blocks(self) -> bytes:
+        """Command-pipe bytes (blocks) that give a new child the kept state."""
+
+    def check(self, write: RegisterWrite) -> bool:
+        """Before forwarding `write`: raise ProtocolError to refuse it, else do the
+        keeper's part; True if it must reach the running child (or the child must go)."""
+
+    def forwarded(self, write: RegisterWrite, now: float) -> None:
+        """`write` was forwarded (a setting: or will be, to the next child)."""
+
+    def record(self, frame: bytes, now: float, send: Callable[[bytes], None]) -> None:
+        """One store-pipe frame: validate and apply, or raise ProtocolError (counted as
+        malformed). `send(blocks)` writes to the child's command pipe."""
+
+    def tick(self, now: float) -> None:
+        """Called on every tick (expire what waits for the child)."""
 
 
 _ENV_PASSED = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "XDG_CACHE_HOME",
@@ -67,6 +131,11 @@ class GuardStats:
     child_pid: int = 0
     last_exit: int | None = None
     log_lines_dropped: int = 0
+    kept: int = 0
+    """Store-pipe records the keeper accepted (calibration outcomes)."""
+    late: int = 0
+    """Times the child's results stopped for longer than `late_after` and its faces
+    were withdrawn."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +229,16 @@ class Guard:
         max_rate: float = 30.0,
         timing: GuardTiming | None = None,
         python: str | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         if not 0 < max_rate <= 1000:
             raise ProtocolError(f"max rate {max_rate} is outside (0, 1000] records/s")
+        if config.identify and keeper is None:
+            raise ValueError("a child with face IDs needs a keeper for its gallery")
+        if keeper is not None and not 0 < keeper.frame_size <= PIPE_BUF:
+            raise ValueError(f"store records of {keeper.frame_size} bytes are not atomic")
         self.hub = hub
+        self.keeper = keeper
         self.config = config
         self.max_rate = float(max_rate)
         self.timing = timing or GuardTiming()
@@ -181,7 +256,21 @@ class Guard:
         self._publish_times: deque[float] = deque(maxlen=64)
         self._peak_rss_kb = 0
         self._child_state = ChildState.STARTING
+        self._failure = Reason.NONE
         self._settings: dict[int, int] = {}
+        self._shown = ("starting", "")
+        """The state and detail last published, without the keeper's problem."""
+        self._shown_problem = ""
+        self._result_times: deque[float] = deque(maxlen=9)
+        self._streaming = False
+        self._late_since: float | None = None
+        self._late_faulted = False
+        self._late_logged_at = -1e9
+        self._late_unlogged = 0
+        self._late_count = 0
+        self._kept = 0
+        self._owed: list[bytes] = []
+        """Writes that must reach the next child (ERASE_IDS sent while none ran)."""
 
     # -- public ------------------------------------------------------------------
 
@@ -232,46 +321,84 @@ class Guard:
                                over_rate=totals.over_rate + inbox.over_rate,
                                recent_restarts=len(self._restart_times),
                                child_pid=self._child.pid if self._child else 0,
-                               log_lines_dropped=self.logs.dropped)
+                               log_lines_dropped=self.logs.dropped,
+                               kept=self._kept, late=self._late_count)
 
     # -- commands ----------------------------------------------------------------
 
     def send(self, write: RegisterWrite) -> None:
         """Pass one register write to the sensing process; ProtocolError if it is not a
-        legal Person Sensor write or the process cannot take it now.
+        legal Person Sensor write, the keeper refuses it, or the process cannot take it
+        now. Returning means the write was applied (or, for a setting while the child
+        restarts, will be, first thing): that is what lets a transport acknowledge it.
 
         Settings (mode, ID on/off, persist, debug) are remembered and replayed to every
-        restarted child, so a crash does not silently undo what a client configured.
+        restarted child, so a crash does not silently undo what a client configured. A
+        write the keeper says must reach the child (ERASE_IDS) either does, or the child
+        is killed so that nothing it held survives (a restarted child gets the kept
+        state as it is now).
         """
         reg = check_write(write.register, write.value)
         data = encode_command(write.register, write.value)
         setting = REGISTER_MAP[reg].default is not None
+        must_reach = self.keeper.check(write) if self.keeper is not None else False
+        failure = ""
         with self._lock:
             fd = self._command_fd
-            if fd is None and setting:
-                self._settings[reg] = write.value  # the next child starts with it
-                return
-        if fd is None:
-            raise ProtocolError("the sensing process is restarting; try again")
-        try:
-            os.write(fd, data)
-        except BlockingIOError:  # a child that does not read must not block a transport
-            raise ProtocolError("the sensing process is not taking commands") from None
-        except OSError:
-            raise ProtocolError("the sensing process is restarting; try again") from None
-        if setting:
-            with self._lock:
-                self._settings[reg] = write.value
+            if fd is None:
+                if setting:
+                    self._settings[reg] = write.value  # the next child starts with it
+                elif must_reach:  # the next child may have been given the old state
+                    self._owed.append(data)
+                else:
+                    failure = "the sensing process is restarting; try again"
+            else:
+                try:
+                    os.write(fd, data)
+                except BlockingIOError:  # a child that does not read must not block
+                    failure = "the sensing process is not taking commands"
+                except OSError:
+                    failure = "the sensing process is restarting; try again"
+                if failure and must_reach and self._child is not None:
+                    log.warning("%s could not reach the sensing process (%s); killing "
+                                "it so that nothing it held survives", reg.name, failure)
+                    self._child.kill()
+                    failure = ""
+                elif not failure and setting:
+                    self._settings[reg] = write.value
+        if failure:
+            raise ProtocolError(failure)
+        if self.keeper is not None:
+            self.keeper.forwarded(write, time.monotonic())
+
+    def _send_blocks(self, data: bytes) -> None:
+        """Keeper blocks for the running child (never blocks; a child that does not read
+        its commands misses them, and the log says so)."""
+        with self._lock:
+            fd = self._command_fd
+            try:
+                if fd is None:
+                    raise OSError("no child")
+                os.write(fd, data)
+            except OSError as e:
+                log.warning("kept state not delivered to the sensing process: %s", e)
 
     # -- supervision ---------------------------------------------------------------
 
     def _status(self, state: str, detail: str = "") -> SensorStatus:
+        """The status to publish now; remembers (state, detail) so that a change of the
+        keeper's problem can be shown at once with the same state."""
+        self._shown = (state, detail)
         with self._lock:
             restarts = self._totals.restarts
             recent = len(self._restart_times)
         if recent >= 3:
             detail = (f"{detail}; crash loop: {recent} restarts in the last "
                       f"{self.timing.crash_window:.0f} s").lstrip("; ")
+        problem = self.keeper.problem if self.keeper is not None else ""
+        self._shown_problem = problem
+        if problem:
+            detail = f"{detail}; {problem}" if detail else problem
         now = time.monotonic()
         times = [t for t in self._publish_times if now - t < 2.0]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
@@ -313,33 +440,46 @@ class Guard:
             with self._lock:
                 self._totals = replace(self._totals, restarts=self._totals.restarts + 1)
 
-    def _spawn(self) -> tuple[subprocess.Popen, int, int]:
+    def _spawn(self) -> tuple[subprocess.Popen, int, int, int | None]:
         record_r, record_w = os.pipe()
         command_r, command_w = os.pipe()
-        config = replace(self.config, record_fd=record_w, command_fd=command_r)
+        store_r, store_w = os.pipe() if self.keeper is not None else (None, -1)
+        config = replace(self.config, record_fd=record_w, command_fd=command_r,
+                         store_fd=store_w)
         env = {k: v for k, v in os.environ.items() if k in _ENV_PASSED}
         env.update(THREAD_ENV)
+        passed = (record_w, command_r) + ((store_w,) if store_r is not None else ())
         try:
             child = subprocess.Popen(
                 [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(record_w, command_r), close_fds=True, env=env,
+                pass_fds=passed, close_fds=True, env=env,
                 cwd="/",
             )
+        except BaseException:
+            for fd in (record_r, command_w, store_r):
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
-            os.close(record_w)
-            os.close(command_r)
+            for fd in passed:
+                os.close(fd)
+        # Into an empty pipe, before anything else can write to it: the kept state
+        # (at most 8 IDs x 8 samples, 33 KB) first, then the settings to replay.
+        kept = self.keeper.blocks() if self.keeper is not None else b""
         with self._lock:
             replay = b"".join(encode_command(r, v) for r, v in self._settings.items())
-        if replay:  # a few bytes into an empty pipe: never blocks
-            os.write(command_w, replay)
+        view = memoryview(kept + replay)
+        with contextlib.suppress(OSError):  # a child that died at once: seen as an exit
+            while view:
+                view = view[os.write(command_w, view):]
         os.set_blocking(command_w, False)
-        return child, record_r, command_w
+        return child, record_r, command_w, store_r
 
     def _run_child(self) -> str:
         """Run one child to its end; return how it ended (for the status and the log)."""
         try:
-            child, record_r, command_w = self._spawn()
+            child, record_r, command_w, store_r = self._spawn()
         except OSError as e:
             with self._lock:
                 self._totals = replace(self._totals, crashes=self._totals.crashes + 1)
@@ -347,7 +487,14 @@ class Guard:
         inbox = _Inbox()
         with self._lock:
             self._child, self._command_fd, self._inbox = child, command_w, inbox
+            owed, self._owed = self._owed, []
+            for data in owed:  # two bytes each, into a pipe holding at most 33 KB
+                with contextlib.suppress(OSError):
+                    os.write(command_w, data)
         self._child_state = ChildState.STARTING
+        self._failure = Reason.NONE
+        self._streaming = False
+        self._late_since = None
         log.info("sealed sensing process started, pid %d", child.pid)
         readers = [
             threading.Thread(target=self._read_records, args=(record_r, inbox), daemon=True,
@@ -355,6 +502,9 @@ class Guard:
             threading.Thread(target=self.logs.pump, args=(child.stdout, child.pid),
                              daemon=True, name="guard-log"),
         ]
+        if store_r is not None:
+            readers.append(threading.Thread(target=self._read_store, args=(store_r, inbox),
+                                            daemon=True, name="guard-store"))
         for t in readers:
             t.start()
         outcome = self._tick_loop(child, inbox)
@@ -370,6 +520,8 @@ class Guard:
         for t in readers:
             t.join(2.0)
         os.close(record_r)
+        if store_r is not None:
+            os.close(store_r)
         with self._lock:
             self._totals = replace(
                 self._totals,
@@ -382,24 +534,35 @@ class Guard:
                 last_exit=code,
             )
             self._inbox = _Inbox()
-        return outcome if not outcome.startswith("exited") else f"exited with status {code}"
+        if not outcome.startswith("exited"):
+            return outcome
+        why = REASON_TEXT.get(self._failure)
+        return f"exited with status {code}" + (f" ({why})" if why else "")
 
     def _read_records(self, fd: int, inbox: _Inbox) -> None:
-        carry = b""
-        while True:
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            data = carry + chunk
-            whole = len(data) - len(data) % FRAME_SIZE
-            if whole:
-                inbox.feed(data[:whole])
-            carry = data[whole:]
+        for data in _whole_frames(fd, FRAME_SIZE):
+            inbox.feed(data)
         with inbox.lock:
             inbox.eof = True
+
+    def _read_store(self, fd: int, inbox: _Inbox) -> None:
+        """The store pipe: whole records to the keeper; refusals count as malformed."""
+        size = self.keeper.frame_size
+        for data in _whole_frames(fd, size):
+            for i in range(0, len(data), size):
+                try:
+                    self.keeper.record(data[i:i + size], time.monotonic(), self._send_blocks)
+                except ProtocolError as e:
+                    with inbox.lock:
+                        inbox.received += 1
+                        inbox.malformed += 1
+                    log.debug("dropped a store record: %s", e)
+                except MlsensorsError as e:  # the keeper's own trouble (it says so)
+                    log.warning("store record not kept: %s", e)
+                else:
+                    with inbox.lock:
+                        inbox.received += 1
+                    self._kept += 1
 
     def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
         period = 1.0 / self.max_rate
@@ -417,7 +580,10 @@ class Guard:
             if self._stop.is_set():
                 return "stopped"
             now = time.monotonic()
+            if self.keeper is not None:
+                self.keeper.tick(now)
             frame = inbox.take()
+            published = False
             if frame is not None:
                 try:
                     message = decode_frame(frame)
@@ -428,6 +594,13 @@ class Guard:
                 else:
                     last_valid = now
                     self._deliver(message)
+                    published = True
+            published = self._check_late(now, period) or published
+            if not published and self.keeper is not None \
+                    and self.keeper.problem != self._shown_problem:
+                # at most one publication per tick: a change the keeper made since
+                # (e.g. a failed save) waits for a tick without a record
+                self.hub.set_status(self._status(*self._shown))
             if now >= next_sample:
                 self._sample_memory(child.pid)
                 next_sample = now + 1.0
@@ -443,14 +616,61 @@ class Guard:
                 child.kill()
                 return f"hung (silent for more than {limit:g} s), killed"
 
+    def _check_late(self, now: float, period: float) -> bool:
+        """Withdraw the faces of a stream that stopped (see `late_after`), and make it a
+        fault, in the status and the log, after LATE_FAULT_S. True if it published."""
+        if not self._streaming:
+            return False
+        last = self._result_times[-1]
+        silent = now - last
+        if self._late_since is None:
+            gaps = [b - a for a, b in zip(self._result_times, list(self._result_times)[1:],
+                                          strict=False)]
+            if silent <= late_after(gaps, period):
+                return False
+            self._late_since = last
+            self._late_faulted = False
+            self._late_count += 1
+            self.hub.publish(PersonResult(time.time(), (), self._published), self._status(
+                "running", f"no frame from the sensing process for {silent:.2f} s; its "
+                           "faces are withdrawn"))
+            return True
+        if self._late_faulted or silent <= LATE_FAULT_S:
+            return False
+        self._late_faulted = True
+        detail = (f"the sensing process sent no frame for {LATE_FAULT_S:g} s (stopped "
+                  "or stuck); the watchdog kills it after "
+                  f"{self.timing.watchdog:g} s")
+        self.hub.set_status(self._status("fault", detail))
+        if now - self._late_logged_at >= LATE_LOG_EVERY_S:
+            more = (f" ({self._late_unlogged} more such stall(s) not logged)"
+                    if self._late_unlogged else "")
+            log.warning("%s%s", detail, more)
+            self._late_logged_at, self._late_unlogged = now, 0
+        else:
+            self._late_unlogged += 1
+        return True
+
     def _deliver(self, message: PersonResult | ChildStatus) -> None:
         if isinstance(message, PersonResult):
-            self._publish_times.append(time.monotonic())
+            now = time.monotonic()
+            if not self._streaming:
+                self._result_times.clear()
+            self._streaming = True
+            self._result_times.append(now)
+            if self._late_since is not None and self._late_faulted:
+                log.info("the sensing process sends frames again after %.1f s",
+                         now - self._late_since)
+            self._late_since = None
+            self._publish_times.append(now)
             self._published += 1
             result = PersonResult(time.time(), message.faces, self._published)
             self.hub.publish(result, self._status("running"))
             return
         self._child_state = message.state
+        if message.state != ChildState.RUNNING:
+            self._streaming = False
+            self._late_since = None
         if message.state == ChildState.RUNNING:
             return
         if message.state == ChildState.STANDBY:
@@ -465,8 +685,11 @@ class Guard:
             self.hub.publish(PersonResult(time.time(), (), self._published),
                              self._status("fault", "the source has no picture"))
         else:
-            self.hub.set_status(self._status("fault", f"sensing process failed "
-                                                      f"({message.reason.name.lower()})"))
+            self._failure = message.reason
+            name = message.reason.name.lower()
+            why = f"{name}: {REASON_TEXT[message.reason]}" if message.reason in REASON_TEXT \
+                else name
+            self.hub.set_status(self._status("fault", f"sensing process failed ({why})"))
 
     def _sample_memory(self, pid: int) -> None:
         try:
@@ -477,3 +700,21 @@ class Guard:
                         break
         except (OSError, ValueError):
             pass
+
+
+def _whole_frames(fd: int, size: int) -> Iterator[bytes]:
+    """What the pipe `fd` delivers, in whole multiples of `size` bytes, until its end (a
+    partial frame waits for the rest)."""
+    carry = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            return
+        if not chunk:
+            return
+        data = carry + chunk
+        whole = len(data) - len(data) % size
+        carry = data[whole:]
+        if whole:
+            yield data[:whole]

@@ -49,8 +49,9 @@ def device_paths(source: str | None) -> tuple[str, ...]:
 
 
 def prepare_gallery_folder(gallery: str | None) -> str:
-    """The gallery file's path, its folder created (0700) now: the sealed child may write
-    inside that folder but cannot create it."""
+    """The gallery file's path, its folder created (0700) now, so that a path that cannot
+    hold a gallery is a one-line error at start. The guard's keeper writes the file; the
+    sealed child writes nothing."""
     from mlsensors.sensors.gallery_file import default_gallery_path
 
     path = os.path.abspath(gallery) if gallery else str(default_gallery_path())
@@ -93,8 +94,13 @@ class SealedSensor:
                 and source != "demo":
             raise InputError(f"source {source!r} does not exist")
         source_path = os.path.abspath(source) if source and os.path.exists(source) else source
+        keeper = None
         if identify:
-            gallery = prepare_gallery_folder(gallery)
+            from mlsensors.sensors.gallery_file import GalleryFile
+            from mlsensors.sensors.gallery_keeper import GalleryKeeper
+
+            keeper = GalleryKeeper(GalleryFile(prepare_gallery_folder(gallery), key_file),
+                                   persist=persist)
         config = ChildConfig(
             record_fd=-1,
             command_fd=-1,
@@ -104,9 +110,6 @@ class SealedSensor:
             realtime=realtime,
             sensor_options=json.dumps(asdict(options or SensorOptions())),
             identify=identify,
-            gallery=os.path.abspath(gallery) if gallery else None,
-            key_file=os.path.abspath(key_file) if key_file else None,
-            persist=persist,
             model_dir=str(default_cache_dir()),
             device_paths=device_paths(source),
             memory_bytes=memory_bytes,
@@ -115,7 +118,7 @@ class SealedSensor:
             use_seccomp=use_seccomp,
             probe=probe,
         )
-        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing)
+        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper)
 
     @property
     def config(self) -> ChildConfig:

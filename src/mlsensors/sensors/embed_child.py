@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seal this process (as the sensing process is) with this "
                              "address-space cap before loading anything")
     args = parser.parse_args(argv)
+    from mlsensors.privacy.child import die_with_parent
+
+    die_with_parent()  # a stuck embedder must not outlive its sensing process
     if args.nice:
         with contextlib.suppress(OSError):
             os.nice(args.nice)

@@ -8,14 +8,17 @@ face (`embed.crop_around`), never the frame, and never leaves this machine.
 `InlineWorker` computes synchronously and deterministically, for tests and tools.
 
 Both have the same shape: `submit(tag, crop)` when `idle`, then `poll()` returns the
-finished (tag, vector or error) results. One job at a time: the scheduler decides what
-is most worth embedding at the moment the worker becomes free, so no backlog builds up.
+finished (tag, vector or error) results; `failed` says that nothing can be embedded any
+more. One job at a time: the scheduler decides what is most worth embedding at the
+moment the worker becomes free, so no backlog builds up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import select
 import subprocess
 import sys
 import threading
@@ -28,6 +31,14 @@ import numpy as np
 
 from mlsensors.errors import MlsensorsError
 from mlsensors.vision.embed import EMBEDDING_DIM, Crop, FaceEmbedder
+
+WATCH_S = 0.2
+"""How often an idle worker checks that its process is still there."""
+JOB_TIMEOUT_S = 10.0
+"""A reply later than this means the process is stuck (stopped, deadlocked): it is
+killed. One embedding takes ~0.1 s here and about 1 s on a Raspberry Pi 3."""
+START_TIMEOUT_S = 120.0
+"""Loading dlib's two models; a process silent for longer is killed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +74,31 @@ class InlineWorker:
     def wait(self, timeout: float | None = None) -> bool:
         return True
 
+    @property
+    def failed(self) -> bool:
+        return False
+
     def close(self) -> None:
         pass
+
+
+def _exit_text(code: int | None) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
+def _retire(proc: subprocess.Popen) -> str:
+    """Kill and reap `proc` if this process may; how it ended, for messages.
+
+    A sealed process may not signal its embedding process (Landlock scopes signals to
+    each sandbox): then it is left to die with this one (it asks for SIGKILL when its
+    parent dies) and is not waited for.
+    """
+    with contextlib.suppress(OSError):
+        proc.kill()
+    try:
+        return _exit_text(proc.wait(1.0))
+    except subprocess.TimeoutExpired:
+        return "it did not answer and could not be stopped from here"
 
 
 class ProcessWorker:
@@ -73,19 +107,24 @@ class ProcessWorker:
     `niceness` is added to the child's (0 = same priority as the detection loop).
 
     A helper thread here writes the crop and waits for the reply, so the caller never
-    blocks; that thread sleeps in pipe I/O with the GIL released. If the child dies, the
-    job in flight fails and the next submit starts a new child.
+    blocks; that thread sleeps in pipe I/O with the GIL released. If the child dies (or
+    does not answer within JOB_TIMEOUT_S and is killed), the job in flight fails and a
+    new child is started at once; an idle worker notices a dead child within WATCH_S.
     """
 
     def __init__(self, model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
-                 niceness: int = 0, process: subprocess.Popen | None = None) -> None:
+                 niceness: int = 0, process: subprocess.Popen | None = None,
+                 on_failure=None) -> None:
         """`process`: an embedding child already started with `launch` (the sealed
         sensing process starts it before sealing itself, because afterwards it may not
-        start programs). Such a worker cannot restart its child: when it dies,
-        identification stops and `error` says why."""
+        start programs). Such a worker cannot restart its child: when it ends,
+        `failed` becomes true, `error` says why and `on_failure(error)` is called once
+        (from the worker's thread), within WATCH_S of the end."""
         self._cmd = None if process is not None else self.command(
             model_dir, jitter=jitter, niceness=niceness)
         self._given = process
+        self._on_failure = on_failure
+        self._failed = False
         self.error = ""
         """Why the last job or start failed, for the sensor's status."""
         self.count = 0
@@ -136,34 +175,52 @@ class ProcessWorker:
         proc, self._given = self._given, None
         if proc is None:
             if self._cmd is None:  # it was handed over, and that one has ended
-                raise OSError("the embedding process ended and cannot be restarted here")
+                raise OSError(f"the embedding process ended ({self._ended}) and cannot "
+                              "be restarted here")
             proc = self.launch(self._cmd)
-        if proc.stdout.read(1) != b"R":
-            proc.kill()
-            proc.wait()
-            raise OSError(f"embedding worker exited during start (status {proc.returncode})")
+        if not _readable(proc.stdout, START_TIMEOUT_S) or proc.stdout.read(1) != b"R":
+            self._ended = _retire(proc)
+            raise OSError(f"embedding worker exited during start ({self._ended})")
         return proc
+
+    @property
+    def failed(self) -> bool:
+        """True once nothing can be embedded any more (`error` says why)."""
+        with self._lock:
+            return self._failed
+
+    def _fail(self, error: str) -> None:
+        with self._lock:
+            self.error = error
+            self._starting = False
+            self._busy = True  # for good: nothing more will be embedded
+            self._failed = True
+        self._ready.set()
+        if self._on_failure is not None:
+            self._on_failure(error)
 
     def _serve(self) -> None:
         from mlsensors.sensors.embed_child import ERROR, REQUEST, _read
 
+        self._ended = ""
         while True:
             if self._proc is None or self._proc.poll() is not None:
+                if self._proc is not None:
+                    self._ended = _retire(self._proc)
                 with self._lock:
                     self._starting = True
                 try:
                     self._proc = self._spawn()
                 except OSError as e:
-                    with self._lock:
-                        self.error = str(e)
-                        self._starting = False
-                        self._busy = True  # for good: nothing more will be embedded
-                    self._ready.set()
+                    self._fail(str(e))
                     return
                 with self._lock:
                     self._starting = False
                 self._ready.set()
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=WATCH_S)
+            except queue.Empty:
+                continue  # look at the process again
             if job is None:
                 break
             tag, crop = job
@@ -171,6 +228,8 @@ class ProcessWorker:
             try:
                 self._proc.stdin.write(REQUEST.pack(h, w, *crop.box) + crop.image.tobytes())
                 self._proc.stdin.flush()
+                if not _readable(self._proc.stdout, JOB_TIMEOUT_S):
+                    raise OSError(f"no answer within {JOB_TIMEOUT_S:g} s; killed")
                 kind = _read(self._proc.stdout, 1)
                 if kind == b"V":
                     vec = np.frombuffer(_read(self._proc.stdout, 4 * EMBEDDING_DIM), "<f4")
@@ -181,8 +240,8 @@ class ProcessWorker:
                 else:
                     raise OSError("embedding worker exited")
             except (OSError, TypeError, ValueError) as e:
-                self._proc.kill()
-                self._proc.wait()
+                self._ended = _retire(self._proc)
+                self._proc = None
                 result = EmbedResult(tag, None, f"embedding worker failed: {e}")
             with self._lock:
                 self._done.append(result)
@@ -194,12 +253,12 @@ class ProcessWorker:
     def _stop_child(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            proc.stdin.close()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                _retire(proc)
 
     @property
     def ready(self) -> bool:
@@ -244,3 +303,14 @@ class ProcessWorker:
         if self._thread.is_alive():
             self._jobs.put(None)
             self._thread.join(10)
+
+
+def _readable(stream, timeout: float) -> bool:
+    """Whether `stream`'s pipe has bytes (or its end) within `timeout` seconds.
+
+    Polls the descriptor: the protocol is one reply per request, read exactly, so no
+    byte of a reply ever waits in the stream's buffer when this is asked.
+    """
+    poller = select.poll()
+    poller.register(stream.fileno(), select.POLLIN)
+    return bool(poller.poll(timeout * 1000))

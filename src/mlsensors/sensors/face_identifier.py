@@ -4,12 +4,12 @@ For tools and scripts (and `mlsensors id`): every face of a picture is embedded 
 matched at once, synchronously. A live sensor uses Tracker + TrackIdentifier instead,
 which embed only what needs it and vote over time.
 
-Pictures that are tight face crops (ID photos, the ORL set) give the detector no border
-to see a head in, and the aligned face would reach past the edge; when nothing is found
-or a face is that close to the edge, the picture is padded with grey by half its
-size on each side (and doubled if small) and searched again. Faces are reported in the
-original picture's pixels and embedded in the padded one, the way the threshold was
-calibrated (docs/identification.md).
+Faces are found by `FaceDetector.detect`, the one detection path (`mlsensors detect`
+gives the same faces; it pads tight crops itself). When the aligned face would reach past
+the picture's edge (tight crops: ID photos, the ORL set), the faces are embedded in the
+picture padded with grey by half its size on each side (and doubled if small), the way
+the threshold was calibrated (docs/identification.md); they are reported in the original
+picture's pixels.
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ class _Found:
     offset: tuple[float, float]
     scale: float
 
+    def into(self, face: Face) -> Face:
+        """`face` (original picture's pixels) in `image`'s pixels."""
+        ox, oy, s = self.offset[0], self.offset[1], self.scale
+        x0, y0, x1, y1 = face.box
+        points = tuple((x * s + ox, y * s + oy) for x, y in face.keypoints)
+        return replace(face, box=(x0 * s + ox, y0 * s + oy, x1 * s + ox, y1 * s + oy),
+                       keypoints=points)
+
     def original(self, face: Face, width: int, height: int) -> Face:
         """`face` in the pixels of the picture the caller gave."""
         if self.scale == 1.0 and self.offset == (0.0, 0.0):
@@ -73,7 +81,7 @@ class FaceIdentifier:
         if detector is None:
             from mlsensors.vision.detector import FaceDetector
 
-            detector = FaceDetector(model="full", store=store)
+            detector = FaceDetector(store=store)
         if embedder is None:
             from mlsensors.vision.embed import FaceEmbedder
 
@@ -85,7 +93,7 @@ class FaceIdentifier:
     def _find(self, image: np.ndarray) -> _Found:
         faces = self.detector.detect(image)
         h, w = image.shape[:2]
-        if faces and not any(_near_edge(f, w, h) for f in faces):
+        if not any(_near_edge(f, w, h) for f in faces):
             return _Found(image, faces, (0.0, 0.0), 1.0)
         py, px = h // 2, w // 2
         padded = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT,
@@ -94,11 +102,8 @@ class FaceIdentifier:
         if scale != 1.0:
             padded = cv2.resize(padded, None, fx=scale, fy=scale,
                                 interpolation=cv2.INTER_CUBIC)
-        padded = np.ascontiguousarray(padded)
-        again = self.detector.detect(padded)
-        if not again and faces:
-            return _Found(image, faces, (0.0, 0.0), 1.0)
-        return _Found(padded, again, (px * scale, py * scale), scale)
+        found = _Found(np.ascontiguousarray(padded), [], (px * scale, py * scale), scale)
+        return replace(found, faces=[found.into(f) for f in faces])
 
     def largest_face(self, image: np.ndarray, name: str = "image") -> tuple[Face, np.ndarray]:
         """The largest face of `image` and its embedding; InputError naming `name` if none."""

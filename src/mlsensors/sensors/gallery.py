@@ -112,20 +112,31 @@ class Gallery:
         return sum(len(v) for v in self._vectors.values())
 
     def set(self, id_: int, embeddings) -> None:
-        """Make `embeddings` (the newest last) the whole of `id_`: what calibration does."""
+        """Make `embeddings` the whole of `id_`: what calibration and enrolment do.
+
+        More than `max_per_id` of them is an InputError, not a silent cut: which samples
+        an ID keeps is the caller's decision, and nothing is changed.
+        """
         id_ = self.check_id(id_)
         rows = [as_embedding(e) for e in embeddings]
         if not rows:
             raise InputError(f"no embeddings given for ID {id_}")
+        if len(rows) > self.max_per_id:
+            raise InputError(f"ID {id_} holds at most {self.max_per_id} samples; "
+                             f"{len(rows)} given")
         self.remove(id_)
-        self._vectors[id_] = np.stack(rows[-self.max_per_id:])
+        self._vectors[id_] = np.stack(rows)
 
     def add(self, id_: int, embedding) -> None:
-        """Append one embedding to `id_`, dropping its oldest beyond `max_per_id`."""
+        """Append one embedding to `id_`; an InputError (and no change) when the ID holds
+        `max_per_id` already: no sample is ever dropped silently."""
         id_ = self.check_id(id_)
         row = as_embedding(embedding)[None]
         old = self._vectors.get(id_)
-        new = row if old is None else np.concatenate([old, row])[-self.max_per_id:]
+        if old is not None and len(old) >= self.max_per_id:
+            raise InputError(f"ID {id_} already holds {len(old)} samples, the most an ID "
+                             "keeps; enrol it again (replacing them) or erase it first")
+        new = row if old is None else np.concatenate([old, row])
         if old is not None:
             old.fill(0.0)
         self._vectors[id_] = new

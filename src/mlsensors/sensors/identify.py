@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
 
 import numpy as np
 
 from mlsensors.errors import StateError
 from mlsensors.sensors.gallery import UNKNOWN, Gallery, Match
-from mlsensors.sensors.gallery_file import GalleryFile
 from mlsensors.sensors.track import TrackedFace, TrackUpdate
 from mlsensors.vision.embed import crop_around
 
@@ -64,12 +66,79 @@ class TrackIdentity:
     votes: int
 
 
+class Failure(IntEnum):
+    """Why a calibration learnt nothing: a closed set, so that it can cross the seal."""
+
+    NONE = 0
+    NO_FACE = 1
+    NO_EMBEDDING = 2
+    SWITCHED_OFF = 3
+
+
+FAILURE_TEXT = {
+    Failure.NO_FACE: "no face for two frames; discarded",
+    Failure.NO_EMBEDDING: "no embedding could be made of the face; discarded",
+    Failure.SWITCHED_OFF: "identification was switched off (ENABLE_ID=0); discarded",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class CalibrationResult:
     id: int
     ok: bool
     samples: int
-    reason: str = ""
+    failure: Failure = Failure.NONE
+
+    @property
+    def reason(self) -> str:
+        return FAILURE_TEXT.get(self.failure, "")
+
+
+Apply = Callable[[int, Sequence[np.ndarray]], None]
+
+
+class IdStore(Protocol):
+    """Where learnt IDs are kept beyond the identifier's memory, and who decides.
+
+    In one process (`id_stage.FileStore`) a calibration is applied at once and saved to
+    the gallery file; in the sealed sensing process (`gallery_link.GuardStore`) it is
+    sent to the guard, which keeps the file, and comes back through
+    `TrackIdentifier.load` only once the guard has accepted it.
+    """
+
+    problem: str
+    """What went wrong keeping the IDs ("" when nothing), for the sensor's status."""
+
+    def learnt(self, id_: int, samples: Sequence[np.ndarray], apply: Apply) -> None:
+        """A calibration made `samples` of `id_`; `apply(id_, samples)` makes them the
+        ID's in this identifier (call it, or leave it to a later `load`)."""
+
+    def failed(self, result: CalibrationResult) -> None:
+        """A calibration learnt nothing."""
+
+    def erased(self) -> None:
+        """ERASE_IDS: the identifier's memory is cleared; clear what is kept elsewhere."""
+
+    def persist(self, on: bool, gallery: Gallery) -> None:
+        """PERSIST_IDS: keep IDs across restarts from now on (on) or not."""
+
+
+class MemoryStore:
+    """IDs in memory only: calibrations apply at once, nothing is written."""
+
+    problem = ""
+
+    def learnt(self, id_: int, samples: Sequence[np.ndarray], apply: Apply) -> None:
+        apply(id_, samples)
+
+    def failed(self, result: CalibrationResult) -> None:
+        pass
+
+    def erased(self) -> None:
+        pass
+
+    def persist(self, on: bool, gallery: Gallery) -> None:
+        pass
 
 
 @dataclass(slots=True)
@@ -107,8 +176,9 @@ class TrackIdentifier:
     """Gives tracks gallery IDs without slowing the detection loop.
 
     `update(image, tracks, now)` once per processed frame (after `Tracker.update`), and
-    `skip(tracks)` for a frame without a picture. `calibrate(id)`, `erase()`, `persist`
-    may be called from any thread. `worker` is a ProcessWorker (sensor) or InlineWorker.
+    `skip(tracks)` for a frame without a picture. `calibrate(id)`, `erase()`, `load()`
+    may be called from any thread. `worker` is a ProcessWorker (sensor) or InlineWorker;
+    `store` keeps what calibration learns (default: memory only).
     """
 
     def __init__(
@@ -116,8 +186,7 @@ class TrackIdentifier:
         gallery: Gallery,
         worker,
         *,
-        gallery_file: GalleryFile | None = None,
-        persist: bool = False,
+        store: IdStore | None = None,
         refresh_s: float = REFRESH_S,
         window: int = VOTE_WINDOW,
         min_votes: int = MIN_VOTES,
@@ -127,8 +196,7 @@ class TrackIdentifier:
     ) -> None:
         self.gallery = gallery
         self.worker = worker
-        self.gallery_file = gallery_file
-        self.persist = persist
+        self.store = store if store is not None else MemoryStore()
         self.refresh_s = refresh_s
         self.window = window
         self.min_votes = min_votes
@@ -141,20 +209,22 @@ class TrackIdentifier:
         self.enabled = True
         """False: tracks are followed but nothing is embedded and every ID is −1."""
         self.last_calibration: CalibrationResult | None = None
-        self.save_problem = ""
-        """Why the last automatic save failed ("" once one succeeds)."""
         self._lock = threading.RLock()
 
     # -- commands (any thread) -------------------------------------------------------
 
     def calibrate(self, id_: int) -> None:
-        """Learn the largest face of the next ~1.5 s as `id_` (replacing what it held)."""
+        """Learn the largest face of the next ~1.5 s as `id_` (replacing what it held).
+        StateError while identification is off: nothing would be learnt."""
         self.gallery.check_id(id_)
         with self._lock:
+            if not self.enabled:
+                raise StateError("identification is off (ENABLE_ID=0): nothing would be "
+                                 "learnt")
             self._requests.append(("calibrate", id_))
 
     def erase(self) -> None:
-        """Forget every ID now, in memory and (if there is one) the gallery file."""
+        """Forget every ID now, in memory and wherever the store keeps them."""
         with self._lock:
             self.gallery.clear()
             self._calibration = None
@@ -163,14 +233,39 @@ class TrackIdentifier:
                 for v in st.vectors:
                     v.fill(0.0)
             self._states = {tid: self._new_state() for tid in self._states}
-            if self.gallery_file is not None:
-                self.gallery_file.erase()
+            self.store.erased()
 
-    def save(self) -> None:
-        """Write the gallery to its file now (whether or not `persist` is on)."""
+    def set_enabled(self, on: bool) -> None:
+        """ENABLE_ID; switching off ends a calibration in progress (it would learn
+        nothing while off)."""
         with self._lock:
-            if self.gallery_file is not None:
-                self.gallery_file.save(self.gallery)
+            self.enabled = bool(on)
+            if on:
+                return
+            requested = [arg for kind, arg in self._requests if kind == "calibrate"]
+            self._requests.clear()
+            if requested and self._calibration is None:
+                self._calibration = _Calibration(requested[-1], 0.0)
+            if self._calibration is not None:
+                self._fail_calibration(Failure.SWITCHED_OFF)
+
+    def set_persist(self, on: bool) -> None:
+        with self._lock:
+            self.store.persist(on, self.gallery)
+
+    def load(self, id_: int, samples: Sequence[np.ndarray]) -> None:
+        """Make `samples` the whole of `id_` (none: forget it), as the keeper of the
+        gallery says; tracks in view are re-matched at once."""
+        with self._lock:
+            if len(samples):
+                self.gallery.set(id_, samples)
+            else:
+                self.gallery.remove(id_)
+            self._rematch()
+
+    def _apply(self, id_: int, samples: Sequence[np.ndarray]) -> None:
+        self.gallery.set(id_, samples)
+        self._rematch()
 
     # -- per frame ---------------------------------------------------------------------
 
@@ -186,7 +281,9 @@ class TrackIdentifier:
         """Identities for `tracks.faces`, in their order. Never blocks on an embedding."""
         with self._lock:
             self._forget(tracks.ended)
-            if not self.enabled:
+            if not self.enabled or self.worker.failed:
+                # Off, or nothing can be embedded any more: no ID is reported from
+                # matches that can no longer be refreshed or contested.
                 self._collect()
                 return [TrackIdentity(t.track_id, UNKNOWN, 0, False, 0) for t in tracks.faces]
             for kind, arg in self._requests:
@@ -275,13 +372,17 @@ class TrackIdentifier:
 
     # -- calibration -------------------------------------------------------------------
 
+    def _fail_calibration(self, failure: Failure) -> None:
+        cal = self._calibration
+        self.last_calibration = CalibrationResult(cal.id, False, len(cal.samples), failure)
+        self._calibration = None
+        self.store.failed(self.last_calibration)
+
     def _calibration_miss(self) -> None:
         cal = self._calibration
         cal.misses += 1
         if cal.misses >= CALIBRATION_MAX_MISSES:
-            self.last_calibration = CalibrationResult(
-                cal.id, False, len(cal.samples), "no face for two frames; discarded")
-            self._calibration = None
+            self._fail_calibration(Failure.NO_FACE)
 
     def _step_calibration(self, tracks: TrackUpdate, now: float) -> None:
         cal = self._calibration
@@ -296,21 +397,12 @@ class TrackIdentifier:
         cal.misses = 0
         done = now - cal.started >= self.calibration_s or len(cal.samples) >= CALIBRATION_SAMPLES
         if not cal.samples and now - cal.started > self.calibration_s + CALIBRATION_GIVE_UP_S:
-            self.last_calibration = CalibrationResult(
-                cal.id, False, 0, "no embedding could be made of the face; discarded")
-            self._calibration = None
+            self._fail_calibration(Failure.NO_EMBEDDING)
             return
         if done and not cal.pending and cal.samples:
-            self.gallery.set(cal.id, cal.samples)
             self.last_calibration = CalibrationResult(cal.id, True, len(cal.samples))
             self._calibration = None
-            self._rematch()
-            if self.persist and self.gallery_file is not None:
-                try:
-                    self.gallery_file.save(self.gallery)
-                    self.save_problem = ""
-                except StateError as e:  # the IDs still work, from memory
-                    self.save_problem = f"IDs not saved: {e}"
+            self.store.learnt(cal.id, cal.samples, self._apply)
 
     # -- scheduling --------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ Pure: no clock, no I/O; a frame is one step of the motion model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mlsensors.types import Box, Face
@@ -112,10 +112,16 @@ class Tracker:
         """A frame without a picture: every track misses once."""
         return TrackUpdate((), tuple(self._age(set())))
 
-    def _age(self, matched: set[int]) -> list[int]:
+    def boxes(self) -> dict[int, Box]:
+        """Each live track's last detected box."""
+        return {tid: tr.box for tid, tr in self._tracks.items()}
+
+    def _age(self, matched: set[int], looked: Callable[[Box], bool] | None = None) -> list[int]:
         ended = []
         for tid, tr in list(self._tracks.items()):
             if tid in matched:
+                continue
+            if looked is not None and not looked(tr.box):
                 continue
             tr.misses += 1
             if tr.misses > self.max_misses:
@@ -136,8 +142,14 @@ class Tracker:
             return None
         return dist - overlap
 
-    def update(self, faces: Sequence[Face]) -> TrackUpdate:
-        """The tracked faces, in the order of `faces`, and the tracks that just ended."""
+    def update(self, faces: Sequence[Face],
+               looked: Callable[[Box], bool] | None = None) -> TrackUpdate:
+        """The tracked faces, in the order of `faces`, and the tracks that just ended.
+
+        `looked(box)` says whether this frame's detection looked where a track's face is
+        and could have seen it; a track it did not look at is held without a miss (the
+        sensor's far-field pass visits each region only every few frames). None: every
+        track was looked at."""
         pairs = []
         for tid, tr in self._tracks.items():
             for j, f in enumerate(faces):
@@ -170,5 +182,5 @@ class Tracker:
             tr.box, tr.misses = f.box, 0
             tr.hits += 1
             out.append(TrackedFace(tid, f, tr.hits, False))
-        ended = self._age(used | {t.track_id for t in out})
+        ended = self._age(used | {t.track_id for t in out}, looked)
         return TrackUpdate(tuple(out), tuple(ended))

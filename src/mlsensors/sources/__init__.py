@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from pathlib import Path
 
 from mlsensors.errors import SourceError
+from mlsensors.files import read_regular
+from mlsensors.limits import MAX_VIDEO_FILE_BYTES
+from mlsensors.source_names import CAMERA, check_source
 from mlsensors.sources.base import Item, Source, UnreadableFile
 from mlsensors.sources.demo import DemoSource
 from mlsensors.sources.frames import as_rgb
@@ -37,13 +39,12 @@ __all__ = [
     "UnreadableFile",
     "VideoSource",
     "as_rgb",
+    "check_source",
     "decode_image",
     "find_camera",
     "open_source",
     "read_image",
 ]
-
-_CAMERA = re.compile(r"camera:(\d+)|/dev/video(\d+)")
 
 
 def open_source(
@@ -59,34 +60,27 @@ def open_source(
 
     `loop` repeats files, folders and videos forever (cameras and the demo never end);
     `realtime` paces the demo at 15 fps and videos at their own frame rate.
-    Raises SourceError (or InputError for an image file that cannot be decoded) with a
-    one-line message naming the problem.
+    Raises SourceError (or InputError for a file that is not a regular file, is over
+    a limit of `mlsensors.limits` or cannot be decoded) with a one-line message naming
+    the problem.
     """
     if spec is None:
         return find_camera() or DemoSource(realtime=realtime)
+    kind = check_source(spec)
     text = os.fspath(spec)
-    if not text.strip():
-        raise SourceError("empty source name (use demo, camera:N or a path)")
-    if text == "demo":
+    if kind == "demo":
         return DemoSource(realtime=realtime)
-    if match := _CAMERA.fullmatch(text):
+    if kind == "camera":
+        match = CAMERA.fullmatch(text)
+        assert match is not None
         return CameraSource(int(match.group(1) or match.group(2)))
-    if text.startswith("camera"):
-        raise SourceError(f"bad camera {text!r}: write camera:N with N a number, e.g. camera:0")
-    path = Path(text)
-    if path.is_dir():
-        return FolderSource(path, loop=loop)
-    if not path.exists():
-        raise SourceError(f"{text}: no such file or folder (or use demo or camera:N)")
-    return _open_file(path, loop=loop, realtime=realtime)
+    if kind == "folder":
+        return FolderSource(Path(text), loop=loop)
+    return _open_file(Path(text), loop=loop, realtime=realtime)
 
 
 def _open_file(path: Path, *, loop: bool, realtime: bool) -> Source:
-    try:
-        with path.open("rb") as file:
-            head = file.read(32)
-    except OSError as error:
-        raise SourceError(f"{path}: cannot read ({error.strerror or error})") from None
+    head = read_regular(path, MAX_VIDEO_FILE_BYTES, "source", head=32)
     suffix = path.suffix.lower()
     if image_format(head) or (not video_format(head) and suffix in IMAGE_SUFFIXES):
         return ImageSource(path, loop=loop)

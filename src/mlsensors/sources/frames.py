@@ -16,6 +16,11 @@ from mlsensors.errors import InputError
 _ORDERS = ("rgb", "bgr")
 
 
+_BLOCK = 1 << 20
+"""Elements converted at a time: temporaries (wider integers for rounding, alpha
+products) stay a few megabytes, whatever the size of the picture."""
+
+
 def as_rgb(array: np.ndarray, order: str = "rgb") -> np.ndarray:
     """Return `array` as a C-contiguous RGB uint8 H×W×3 image.
 
@@ -26,6 +31,8 @@ def as_rgb(array: np.ndarray, order: str = "rgb") -> np.ndarray:
     transparent pixel is undefined and often garbage. An input that is already RGB uint8
     and C-contiguous is returned as is, without a copy.
 
+    The conversion runs over blocks of rows into the one output array, so converting a
+    large picture costs its output and a few megabytes, not several copies of it.
     Raises InputError naming the shape or dtype received for anything else.
     """
     if order not in _ORDERS:
@@ -34,14 +41,25 @@ def as_rgb(array: np.ndarray, order: str = "rgb") -> np.ndarray:
         raise InputError(
             f"expected a numpy array, got {type(array).__name__} (convert it with np.asarray)"
         )
-    image = _to_uint8(_check_shape(array))
-    if image.ndim == 2:
-        return np.ascontiguousarray(np.repeat(image[:, :, np.newaxis], 3, axis=2))
-    if image.shape[2] == 4:
-        image = _composite_on_black(image)
-    if order == "bgr":
-        image = image[:, :, ::-1]
-    return np.ascontiguousarray(image)
+    image = _check_dtype(_check_shape(array))
+    if (image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and order == "rgb"
+            and image.flags.c_contiguous):
+        return image
+    height, width = image.shape[:2]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _BLOCK // max(1, image[0].size))
+    for top in range(0, height, rows):
+        out[top:top + rows] = _block_to_rgb(image[top:top + rows], order)
+    return out
+
+
+def _block_to_rgb(block: np.ndarray, order: str) -> np.ndarray:
+    block = _to_uint8(block)
+    if block.ndim == 2:
+        return block[:, :, np.newaxis]  # broadcast to three channels on assignment
+    if block.shape[2] == 4:
+        block = _composite_on_black(block)
+    return block[:, :, ::-1] if order == "bgr" else block
 
 
 def _check_shape(array: np.ndarray) -> np.ndarray:
@@ -60,6 +78,23 @@ def _check_shape(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _check_dtype(array: np.ndarray) -> np.ndarray:
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "u" and size in (1, 2):
+        return array
+    if kind == "f":
+        low, high = float(array.min()), float(array.max())  # NaN propagates into both
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise InputError(f"float image (dtype {array.dtype}) contains NaN or infinity")
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"float image (dtype {array.dtype}) must lie in [0, 1]; "
+                f"got values from {low:g} to {high:g}"
+            )
+        return array
+    raise InputError(f"unsupported dtype {array.dtype} (expected uint8, uint16 or float in [0, 1])")
+
+
 def _to_uint8(array: np.ndarray) -> np.ndarray:
     kind, size = array.dtype.kind, array.dtype.itemsize
     if kind == "u" and size == 1:
@@ -67,17 +102,7 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     if kind == "u" and size == 2:
         # round(x / 257) maps 0..65535 exactly onto 0..255; 257 is odd, so no ties.
         return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if kind == "f":
-        if not np.isfinite(array).all():
-            raise InputError(f"float image (dtype {array.dtype}) contains NaN or infinity")
-        low, high = float(array.min()), float(array.max())
-        if low < 0.0 or high > 1.0:
-            raise InputError(
-                f"float image (dtype {array.dtype}) must lie in [0, 1]; "
-                f"got values from {low:g} to {high:g}"
-            )
-        return (array * 255.0 + 0.5).astype(np.uint8)
-    raise InputError(f"unsupported dtype {array.dtype} (expected uint8, uint16 or float in [0, 1])")
+    return (array * 255.0 + 0.5).astype(np.uint8)
 
 
 def _composite_on_black(image: np.ndarray) -> np.ndarray:

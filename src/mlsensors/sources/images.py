@@ -2,9 +2,15 @@
 
 Decoding goes through OpenCV from bytes we read ourselves, so that a missing file, an
 empty file, a truncated file and a file that is not an image each get their own
-one-line message instead of OpenCV's silent None. JPEGs are decoded in colour mode,
-which applies the EXIF orientation (phone photos are stored sideways); everything else
-is decoded unchanged, so that 16-bit depth and alpha reach `as_rgb` intact.
+one-line message instead of OpenCV's silent None. Every bound is checked before the
+decoder runs: a regular file no larger than `MAX_IMAGE_FILE_BYTES` (read through
+`files.read_regular`, so FIFOs, devices and sockets are refused without blocking), and a
+header-declared size within `MAX_PIXELS` and `MAX_DECODED_BYTES` (`image_header`), so a
+small file that declares a huge picture is refused before anything is allocated.
+
+JPEGs are decoded in colour mode, which applies the EXIF orientation (phone photos are
+stored sideways); everything else is decoded unchanged, so that 16-bit depth and alpha
+reach `as_rgb` intact.
 """
 
 from __future__ import annotations
@@ -18,28 +24,13 @@ import cv2
 import numpy as np
 
 from mlsensors.errors import InputError, MlsensorsError, SourceError
+from mlsensors.files import read_regular
+from mlsensors.limits import MAX_IMAGE_FILE_BYTES
+from mlsensors.source_names import IMAGE_SUFFIXES, list_images
 from mlsensors.sources.base import Item, Source, UnreadableFile
 from mlsensors.sources.frames import as_rgb
+from mlsensors.sources.image_header import check_image_size, image_size
 from mlsensors.types import Frame
-
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".png",
-        ".bmp",
-        ".dib",
-        ".pgm",
-        ".ppm",
-        ".pbm",
-        ".pnm",
-        ".tif",
-        ".tiff",
-        ".webp",
-    }
-)
-"""Files a folder source considers images; anything else in a folder is skipped."""
 
 _JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -67,15 +58,18 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
     JPEG (EXIF orientation applied), PNG (alpha composited on black, 16-bit scaled to
     8-bit), PGM/PPM, BMP, TIFF and WebP. A file that cannot be opened raises
-    SourceError; one that is empty, truncated or not a decodable image raises
-    InputError. Both messages start with the path.
+    SourceError; one that is not a regular file, too large (bytes or pixels, see
+    `mlsensors.limits`), empty, truncated or not a decodable image raises InputError.
+    Both messages name the path.
     """
-    data = _read_bytes(Path(path))
+    data = read_regular(path, MAX_IMAGE_FILE_BYTES, "image")
     return decode_image(data, str(path))
 
 
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes (the body of `read_image`); `name` labels errors."""
+    """Decode encoded image bytes (the body of `read_image`); `name` labels errors.
+
+    The header's size is checked against the limits before the decoder runs."""
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
     kind = image_format(data[:16])
@@ -85,11 +79,17 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise InputError(f"{name}: truncated JPEG (no end-of-image marker after the data)")
     if kind == "PNG" and data.rfind(_PNG_END) < 0:
         raise InputError(f"{name}: truncated PNG (no IEND chunk)")
+    try:
+        check_image_size(image_size(data, kind))
+    except InputError as error:
+        raise InputError(f"{name}: {error}") from None
     flags = cv2.IMREAD_COLOR if kind == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as error:
         detail = str(error).strip().splitlines()[-1]
+        if "validateInputImageSize" in detail:  # OpenCV's own bound (limits.py) held
+            detail = "its decoder found it larger than the pixels allowed"
         raise InputError(f"{name}: cannot decode {kind} image ({detail})") from None
     if decoded is None:
         raise InputError(f"{name}: corrupt or unsupported {kind} image (decoder failed)")
@@ -99,36 +99,13 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise InputError(f"{name}: {error}") from None
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise SourceError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SourceError(f"{path}: is a folder, not an image file") from None
-    except PermissionError:
-        raise SourceError(f"{path}: permission denied") from None
-    except OSError as error:
-        raise SourceError(f"{path}: cannot read ({error.strerror or error})") from None
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files directly inside `folder`, sorted by name.
-
-    Hidden files, subfolders and files whose suffix is not an image suffix are skipped:
-    a folder of photos often holds labels, notes or thumbnails databases too.
-    """
-    try:
-        entries = list(folder.iterdir())
-    except OSError as error:
-        raise SourceError(f"{folder}: cannot list folder ({error.strerror or error})") from None
-    return sorted(
-        entry
-        for entry in entries
-        if not entry.name.startswith(".")
-        and entry.suffix.lower() in IMAGE_SUFFIXES
-        and entry.is_file()
-    )
+def file_problem(error: MlsensorsError, file: Path) -> str:
+    """The one-line problem of a file's error, without the path it names."""
+    text = str(error)
+    for prefix in (f"{file}: ", f"image {file}: ", f"image {file} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
 
 
 class ImageSource(Source):
@@ -191,7 +168,7 @@ class FolderSource(Source):
                 try:
                     image = read_image(file)
                 except MlsensorsError as error:
-                    problem = str(error).removeprefix(f"{file}: ")
+                    problem = file_problem(error, file)
                     yield UnreadableFile(time.monotonic(), f"{file}: {problem}", str(file), problem)
                     continue
                 decoded_any = True

@@ -1,5 +1,12 @@
 """Moving pictures: video files and cameras, both read through cv2.VideoCapture.
 
+A video file is bounded before it is decoded: a regular file (FIFOs, devices and
+sockets never reach FFmpeg) no larger than `MAX_VIDEO_FILE_BYTES`, whose frames, as
+the container declares them once it is opened and before the first frame is decoded,
+have at most `MAX_PIXELS` pixels (a 64-byte GIF can declare a 16000×16000 canvas and
+decode into 2.5 GB); each decoded frame is held to the same bound, in case the size
+changes mid-stream. Its length costs time, not memory: frames come one at a time.
+
 A camera is the one source that can vanish mid-run (a loose USB cable, a driver
 reset). Then the source yields a SourceGap, never the last good frame, so the sensor
 reports no faces instead of stale ones, and it retries opening the camera with
@@ -19,7 +26,9 @@ from typing import Any, Protocol
 
 import cv2
 
-from mlsensors.errors import SourceError
+from mlsensors.errors import InputError, SourceError
+from mlsensors.files import open_regular
+from mlsensors.limits import MAX_PIXELS, MAX_VIDEO_FILE_BYTES
 from mlsensors.sources.base import Item, Pacer, Source
 from mlsensors.sources.frames import as_rgb
 from mlsensors.types import Frame, SourceGap
@@ -132,13 +141,27 @@ class VideoSource(_CaptureSource):
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
 
     def _open(self) -> Capture:
-        if not self.path.is_file():
+        if not self.path.exists():
             raise SourceError(f"{self.path}: no such video file")
+        os.close(open_regular(self.path, MAX_VIDEO_FILE_BYTES, "video"))
         capture = self._factory(str(self.path))
         if not capture.isOpened():
             capture.release()
             raise SourceError(f"{self.path}: cannot open as a video (unsupported or corrupt)")
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        try:
+            self._check_size(width, height)
+        except InputError:
+            capture.release()
+            raise
         return capture
+
+    def _check_size(self, width: int, height: int) -> None:
+        if width * height > MAX_PIXELS:
+            raise InputError(
+                f"{self.path}: {width}×{height} video frames are {width * height / 1e6:.1f} "
+                f"megapixels, more than the {MAX_PIXELS / 1e6:g} allowed (scale it down)")
 
     def frames(self) -> Iterator[Item]:
         pace = Pacer(self.fps if self.realtime else None, self._closed.wait)
@@ -153,6 +176,7 @@ class VideoSource(_CaptureSource):
                     raw = self._read()
                     if raw is None:
                         break
+                    self._check_size(raw.shape[1], raw.shape[0])
                     frame = Frame(as_rgb(raw, order="bgr"), index, time.monotonic(), self.name)
                     del raw  # while suspended, only the frame handed out stays alive
                     yield frame

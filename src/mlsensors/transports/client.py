@@ -7,12 +7,13 @@
         sensor.single_shot()
 
 Reads are plain I2C reads of the whole record in one transaction (no register pointer
-is written first). Writes are the 2-byte register writes of the register map.
+is written first). Writes are the 2-byte register writes of the register map (the
+device also takes other shapes from other clients; see wire/registers.py).
 
 Adapters that cannot read 39 bytes at once (`max_read=32`, as on boards whose I2C
-buffer is 32 bytes): each read restarts at byte 0, so no chunking can reach bytes
-32-38. The driver then reads the 32-byte head twice, requires both reads to agree (in
-place of the checksum it cannot see) and returns the faces that fit: up to three.
+buffer is 32 bytes) read it in chunks: the sensor continues a read where the previous
+one stopped until the record has been read (wire/read_pointer.py), so 32 + 7 bytes are
+the whole record, checksum included, as the vendor's Arduino driver reads it.
 
 An original SEN21231's CRC variant and data_size were never published: if its records
 fail the checks, use `strict=False`, which keeps the range checks on every face field.
@@ -21,6 +22,7 @@ fail the checks, use `strict=False`, which keeps the range checks on every face 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import time
 from typing import Protocol
@@ -38,7 +40,7 @@ from mlsensors.transports.i2c_frames import (
     parse_response_header,
 )
 from mlsensors.types import PersonResult
-from mlsensors.wire.record import RECORD_SIZE, unpack_prefix, unpack_record
+from mlsensors.wire.record import RECORD_SIZE, unpack_record
 from mlsensors.wire.registers import Mode, Register, check_write
 
 
@@ -53,10 +55,21 @@ class Bus(Protocol):
 
 
 class VirtualBusConnection:
-    """A client connection to a virtual bus (framing in i2c_frames.py)."""
+    """A client connection to a virtual bus (framing in i2c_frames.py).
+
+    The server closes clients that stay idle (minutes, or seconds when every slot is
+    wanted; see transports/peers.py). A connection found closed before a request is sent
+    is opened again, so a client that reads rarely keeps working; a request already
+    sent is never repeated.
+    """
 
     def __init__(self, address: BusAddress | str, timeout: float = 2.0) -> None:
         self.address = parse_bus_address(address) if isinstance(address, str) else address
+        self.timeout = timeout
+        self._sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        timeout = self.timeout
         try:
             if self.address.kind == "tcp":
                 sock = socket.create_connection((self.address.host, self.address.port), timeout)
@@ -72,9 +85,26 @@ class VirtualBusConnection:
         except OSError as e:
             raise ProtocolError(f"cannot connect to {self.address}: {e.strerror or e}") from None
         sock.settimeout(timeout)
-        self._sock = sock
+        return sock
+
+    def _closed_by_server(self) -> bool:
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        if not poller.poll(0):
+            return False  # nothing pending: open (the usual case, no system call more)
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def transact(self, request: Request) -> Response:
+        if self._sock.fileno() < 0 or self._closed_by_server():
+            self._sock.close()
+            try:
+                self._sock = self._connect()
+            except ProtocolError as e:
+                raise ProtocolError(f"virtual bus {self.address} closed the connection and "
+                                    f"cannot be reached again ({e})") from None
         try:
             self._sock.sendall(encode_request(request))
             status, length = parse_response_header(self._recv(RESPONSE_HEADER.size))
@@ -171,29 +201,25 @@ class PersonSensorClient:
         max_read: int = RECORD_SIZE,
         timeout: float = 2.0,
     ) -> None:
-        if not 5 <= max_read <= 255:
-            raise InputError(f"max_read {max_read} is outside 5-255")
+        if not 1 <= max_read <= 255:
+            raise InputError(f"max_read {max_read} is outside 1-255")
         self.bus: Bus = open_bus(bus, timeout) if isinstance(bus, str) else bus
         self.address = address
         self.strict = strict
         self.max_read = max_read
 
     def read_raw(self, length: int = RECORD_SIZE) -> bytes:
-        """The first `length` bytes of the sensor's current record, as read."""
+        """One read of `length` bytes, as read: the next bytes of the sensor's read
+        sequence (from byte 0 of the newest record unless a read stopped midway)."""
         return self.bus.read(self.address, length)
 
     def read_results(self) -> PersonResult:
-        """Read and decode one record; ProtocolError if it fails any check."""
-        if self.max_read >= RECORD_SIZE:
-            data = self.read_raw(RECORD_SIZE)
-            return unpack_record(data, time.time(), strict=self.strict)
-        first = self.read_raw(self.max_read)
-        second = self.read_raw(self.max_read)
-        if first != second:
-            raise ProtocolError(
-                "two reads of the record head disagree (it changed, or the bus is noisy)"
-            )
-        return unpack_prefix(first, time.time(), strict=self.strict)
+        """Read and decode one record (in chunks of `max_read`); ProtocolError if it
+        fails any check."""
+        data = b""
+        while len(data) < RECORD_SIZE:
+            data += self.read_raw(min(self.max_read, RECORD_SIZE - len(data)))
+        return unpack_record(data, time.time(), strict=self.strict)
 
     def write_register(self, register: int, value: int) -> None:
         """A raw 2-byte configuration write, checked against the register map first."""

@@ -319,18 +319,29 @@ def parse_command(topics: Topics, topic: str, payload: bytes, *, retained: bool
 class IdRegistry:
     """Which per-ID presence entities should exist, from what the bridge can see.
 
-    An ID gets an entity when it is calibrated through this bridge or first appears in a
-    result; all go when an erase goes through. Entities an earlier run left retained are
-    adopted (`adopt`) so that an erase after a restart removes them too.
+    An ID gets an entity when it is calibrated through any transport or first appears in
+    a result; all go when an erase goes through. Entities an earlier run left retained
+    are adopted (`adopt`) so that an erase after a restart removes them too.
+
+    After an erase, results no longer create entities: the erase reaches the sensing
+    process a little later than the hub learns of it, so for a few frames results still
+    carry the IDs just erased, and an entity made from them would come back, retained,
+    and outlive restarts. The sensor knows no IDs after an erase until a calibration
+    teaches it one, and every calibration (whatever the transport) passes `forwarded`,
+    which creates its entity; so nothing is lost.
     """
 
     known: set[int] = field(default_factory=set)
+    results_create: bool = True
+    """False once an erase went through while this registry was alive."""
 
     def adopt(self, slot: int) -> None:
         self.known.add(slot)
 
     def observe(self, state: HaState) -> list[int]:
         """IDs seen for the first time (an entity must be created for each)."""
+        if not self.results_create:
+            return []
         new = sorted(set(state.ids) - self.known)
         self.known.update(new)
         return new
@@ -343,5 +354,6 @@ class IdRegistry:
         if write.register == commands.REG_ERASE_IDS:
             removed = sorted(self.known)
             self.known.clear()
+            self.results_create = False
             return [], removed
         return [], []

@@ -4,16 +4,20 @@ Shared by the virtual bus (one framed request per transaction) and the Raspberry
 BSC peripheral (a real bus), so that both behave the same and the behaviour is tested
 once, here, without hardware:
 
-- a read of N bytes (0-255) returns the first N bytes of the current record,
-  zero-padded; the record is taken whole from one hub snapshot (immutable bytes), so a
-  read is never half old, half new;
-- a 2-byte write is a register write, handed to the device model through
-  `Hub.command`; if it is refused the target answers data NACK and nothing changes;
-- a 0-byte write is an address probe (i2cdetect) and a 1-byte write is the register
-  pointer that SMBus-style clients send before reading: both are acknowledged and do
-  nothing, because the sensor has no register pointer;
-- a longer write is refused whole (data NACK): no part of it is applied;
+- a read of N bytes (0-255) continues the controller link's read sequence
+  (`wire.read_pointer`): it starts at byte 0 with the record current then, goes on
+  where the previous read stopped (32 + 7 chunks read the whole record), reads zeros
+  past byte 38, and ends with the record, so one sequence never mixes two records;
+- a write is decoded by `wire.registers.decode_write`: a register write (2 bytes, 3
+  bytes with a 16-bit value, or the 1-byte single shot) goes to the device model
+  through `Hub.command`, and is answered data NACK if it is refused; a 0-byte probe or
+  a 1-byte register pointer is acknowledged; anything else is refused whole (data
+  NACK) and nothing is applied;
+- every write, accepted or not, ends the read sequence: the next read starts at byte 0;
 - any other address is not us (address NACK).
+
+One `I2CTarget` is one controller link with its own read pointer: the virtual bus makes
+one per connection (`session`), the Pi one for its bus.
 """
 
 from __future__ import annotations
@@ -21,24 +25,32 @@ from __future__ import annotations
 from mlsensors.errors import MlsensorsError
 from mlsensors.hub import Hub, RegisterWrite
 from mlsensors.transports.i2c_frames import READ, SENSOR_ADDRESS, Request, Response, Status
-from mlsensors.wire.record import read_window
+from mlsensors.wire.read_pointer import ReadPointer
+from mlsensors.wire.registers import decode_write
 
 
 class I2CTarget:
     def __init__(self, hub: Hub, address: int = SENSOR_ADDRESS) -> None:
         self.hub = hub
         self.address = address
+        self.pointer = ReadPointer()
+
+    def session(self) -> I2CTarget:
+        """A new controller link to the same sensor, with its own read pointer."""
+        return I2CTarget(self.hub, self.address)
+
+    def current_record(self) -> bytes:
+        return self.hub.snapshot().record
 
     def read(self, length: int) -> bytes:
-        return read_window(self.hub.snapshot().record, length)
+        return self.pointer.read(length, self.current_record)
 
     def write(self, data: bytes) -> Status:
-        if len(data) < 2:
-            return Status.ACK
-        if len(data) > 2:
-            return Status.DATA_NACK
+        self.pointer.rewind()
         try:
-            self.hub.command(RegisterWrite(data[0], data[1]))
+            decoded = decode_write(data)
+            if decoded is not None:
+                self.hub.command(RegisterWrite(*decoded))
         except MlsensorsError:
             return Status.DATA_NACK
         return Status.ACK

@@ -5,6 +5,11 @@ availability (retained), the state on every change of a fact and on a heartbeat 
 retained, so a dead sensor cannot leave "occupied" behind), and, only when control is
 enabled, accepts the documented commands and forwards them to the hub as register writes.
 
+Per-ID entity configs are decided and published under one lock (`_ids_lock`), from
+whichever thread acts (the worker on a new ID, paho's on a connection, any transport's
+on a calibration or an erase), so the broker receives them in the order they were
+decided: a config decided before an erase can never land after its removal.
+
 The broker is an outside service that may be down: the bridge never blocks the sensor.
 The hub callback only marks the state dirty; a worker thread publishes; paho's network
 thread reconnects with exponential backoff, and every (re)connection republishes the
@@ -101,6 +106,7 @@ class MqttBridge:
         self.topics = ha.Topics(settings.node_id, settings.base_topic, settings.discovery_prefix)
         self.device = ha.Device(settings.node_id, settings.name)
         self._ids = ha.IdRegistry()
+        self._ids_lock = threading.Lock()
         self._cond = threading.Condition()
         self._dirty = True
         self._force = False
@@ -207,10 +213,9 @@ class MqttBridge:
         client.publish(t.availability, ha.ONLINE, qos=1, retain=True)
         for message in ha.base_configs(t, self.device, control=self.settings.control):
             self._send(message, client)
-        with self._cond:
-            known = sorted(self._ids.known)
-        for slot in known:
-            self._send(ha.id_config(t, self.device, slot), client)
+        with self._ids_lock:
+            for slot in sorted(self._ids.known):
+                self._send(ha.id_config(t, self.device, slot), client)
         with self._cond:
             self._connected = True
         self._request_state(resend=True)
@@ -235,13 +240,13 @@ class MqttBridge:
             return
         slot = ha.id_from_config_topic(t, message.topic)
         if slot is not None:
-            # Our own retained per-ID configs (from an earlier run or echoed back): track
-            # them so an erase removes them as well.
-            with self._cond:
-                if message.payload:
+            # Per-ID configs retained from an earlier run, delivered as we subscribe:
+            # track them so that an erase removes them as well. Live echoes of our own
+            # publications (retain flag clear) are not news, and one arriving after an
+            # erase would otherwise revive the ID at the next reconnection.
+            if message.retain and message.payload:
+                with self._ids_lock:
                     self._ids.adopt(slot)
-                else:
-                    self._ids.known.discard(slot)
             return
         if not message.topic.startswith(t.command("")) or message.topic == t.result:
             return
@@ -257,15 +262,15 @@ class MqttBridge:
     def _on_command(self, write: RegisterWrite) -> None:
         """Any accepted register write, from any transport: keep the per-ID entities in
         step with calibrations and erasures."""
-        with self._cond:
+        with self._ids_lock:
             created, removed = self._ids.forwarded(write)
-        client = self._client
-        if client is None or not (created or removed):
-            return
-        for slot in created:
-            self._send(ha.id_config(self.topics, self.device, slot), client)
-        for slot in removed:
-            self._send(ha.id_removal(self.topics, slot), client)
+            client = self._client
+            if client is None or not (created or removed):
+                return
+            for slot in created:
+                self._send(ha.id_config(self.topics, self.device, slot), client)
+            for slot in removed:
+                self._send(ha.id_removal(self.topics, slot), client)
         self._request_state(resend=bool(created))
 
     def _reply(self, client, topic: str, *, ok: bool, error: str = "",
@@ -324,13 +329,15 @@ class MqttBridge:
                 # Nothing to send until a (re)connection asks for the state again.
                 self._due, self._resend_at = now + self.settings.heartbeat, None
                 return
+        with self._ids_lock:
             new_ids = self._ids.observe(state)
+            for slot in new_ids:
+                self._send(ha.id_config(self.topics, self.device, slot), client)
+        with self._cond:
             if new_ids:
                 self._resend_soon()
             if self._resend_at is not None and now >= self._resend_at:
                 self._resend_at, force = None, True
-        for slot in new_ids:
-            self._send(ha.id_config(self.topics, self.device, slot), client)
         if force or new_ids or now >= self._due or not state.same_facts(self._last):
             client.publish(self.topics.state, state.payload(), qos=1, retain=False)
             self._last = state

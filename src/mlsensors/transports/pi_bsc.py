@@ -9,17 +9,21 @@ What the peripheral gives us shapes the design. It has a 16-byte transmit FIFO a
 16-byte receive FIFO, cannot stretch the clock and does not report where a transaction
 starts or ends; we learn only FIFO levels and busy flags when we poll. So:
 
-- reads: the FIFO is kept preloaded with the head of the latest record; while the
-  controller reads, each poll tops it up with the next bytes of the *same* record
-  (latched when the read began), then zeros past byte 39, so one read never mixes two
-  records. When a read ends, or a new record arrives while the bus is idle, the FIFO
-  is cleared and preloaded again from byte 0 (every read starts at byte 0).
+- reads: one read pointer for the bus (wire/read_pointer.py; the device cannot tell
+  controllers apart). The FIFO is kept preloaded with the next bytes of the latched
+  record and topped up while the controller reads, then zeros past its end, so one
+  read sequence never mixes two records. Bytes the controller clocked out are counted
+  from the FIFO level. A read that stops inside the record leaves the rest queued, so
+  the next read continues there (32 + 7 chunks); once the whole record has been read,
+  or after any write, the FIFO is cleared and preloaded from byte 0 with the newest
+  record, and an idle FIFO at byte 0 is reloaded whenever a newer record arrives.
 - writes: bytes the controller wrote are collected until the receive side is idle,
-  then handed to the shared `I2CTarget` (register writes go to the device model). The
-  FIFO does not mark boundaries, so bytes of several writes that arrive between two
-  polls are taken as consecutive 2-byte register writes; a lone byte is a register
-  pointer and is ignored. The BSC acknowledges every byte, so a refused write cannot
-  be NACKed here: it is refused by the device model and logged.
+  then split into writes (`split_writes`) and handed to the shared `I2CTarget`
+  (register writes go to the device model). The FIFO does not mark boundaries, so
+  bytes of several writes that arrive between two polls are split into 2-byte or
+  3-byte writes, whichever makes every part a legal write. The BSC acknowledges every
+  byte, so a refused write cannot be NACKed here: it is refused by the device model
+  and logged.
 
 `BscResponder` is that logic with no hardware (tested against a simulated FIFO);
 `PigpioBsc` is the thin layer that talks to the pigpio daemon; `PiBscTarget` runs the
@@ -34,11 +38,11 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from mlsensors.errors import InputError
+from mlsensors.errors import InputError, ProtocolError
 from mlsensors.hub import Hub
 from mlsensors.transports.i2c_frames import SENSOR_ADDRESS, Status
 from mlsensors.transports.i2c_target import I2CTarget
-from mlsensors.wire.record import MAX_READ, read_window
+from mlsensors.wire.registers import decode_write
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +85,8 @@ class BscResponder:
         self.fifo_size = fifo_size
         self._stream = b""
         self._sequence = -1
-        self._queued = 0
-        self._reading = False
+        self._queued = 0  # bytes of _stream given to the FIFO since it was last cleared
+        self._counted = 0  # of those, how many the read pointer has been advanced by
         self._rx = b""
 
     def start(self) -> BscAction:
@@ -95,32 +99,68 @@ class BscResponder:
         if self._rx and not status.rx_busy and status.rx_level == 0:
             self._apply_writes(self._rx)
             self._rx = b""
+            return self._reload()  # every write ends the read sequence
         if status.tx_busy:
-            self._reading = True
-            room = self.fifo_size - status.tx_level
-            tx = self._stream[self._queued:self._queued + max(0, room)]
-            self._queued += len(tx)
-            return BscAction(False, tx)
-        # A read that began and ended between two polls shows only as a FIFO that is
-        # no longer full; leftovers must go, or the next read would start mid-record.
-        read_over = self._reading or status.tx_level < self.fifo_size
-        self._reading = False
-        if read_over or self.target.hub.snapshot().sequence != self._sequence:
-            return self._reload()
+            return self._top_up(status)
+        clocked = self._queued - status.tx_level - self._counted
+        pointer = self.target.pointer
+        if clocked > 0:
+            self._counted += clocked
+            pointer.advance(clocked)
+            if pointer.latched is None:  # the record was read to its end
+                return self._reload()
+            return self._top_up(status)
+        if pointer.offset == 0 and self.target.hub.snapshot().sequence != self._sequence:
+            return self._reload()  # idle at byte 0: offer the newest record
         return BscAction(False, b"")
+
+    def _top_up(self, status: BscStatus) -> BscAction:
+        room = max(0, self.fifo_size - status.tx_level)
+        tx = self._stream[self._queued:self._queued + room]
+        self._queued += len(tx)
+        return BscAction(False, tx)
 
     def _reload(self) -> BscAction:
         snapshot = self.target.hub.snapshot()
         self._sequence = snapshot.sequence
-        self._stream = read_window(snapshot.record, MAX_READ)
+        self.target.pointer.rewind()
+        self._stream = self.target.pointer.pending(lambda: snapshot.record)
         self._queued = self.fifo_size
+        self._counted = 0
         return BscAction(True, self._stream[:self.fifo_size])
 
     def _apply_writes(self, data: bytes) -> None:
-        for i in range(0, len(data) - 1, 2):
-            pair = data[i:i + 2]
-            if self.target.write(pair) is not Status.ACK:
-                log.warning("refused register write %s from the I2C controller", pair.hex())
+        parts = split_writes(data)
+        if parts is None:
+            log.warning("refused %d bytes from the I2C controller: no split into legal "
+                        "register writes", len(data))
+            return
+        for part in parts:
+            if self.target.write(part) is not Status.ACK:
+                log.warning("refused register write %s from the I2C controller", part.hex())
+
+
+def split_writes(data: bytes) -> list[bytes] | None:
+    """The writes that `data`, bytes received with no boundary between them, most
+    plausibly were; None if no split makes every part a legal write.
+
+    Up to 3 bytes are one write. Longer runs come from a client writing several
+    registers in a row, each the same shape: 2-byte writes if every pair is legal,
+    else 3-byte (register, 16-bit value) writes if every triple is.
+    """
+    if len(data) <= 3:
+        return [bytes(data)]
+    for size in (2, 3):
+        if len(data) % size:
+            continue
+        parts = [bytes(data[i:i + size]) for i in range(0, len(data), size)]
+        try:
+            for part in parts:
+                decode_write(part)
+        except ProtocolError:
+            continue
+        return parts
+    return None
 
 
 class BscHardware(Protocol):

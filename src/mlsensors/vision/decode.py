@@ -24,8 +24,8 @@ SCORE_CLIP = 100.0
 
 @dataclass(frozen=True, slots=True)
 class Candidates:
-    """Decoded faces relative to the square input: boxes (N, 4) as x0, y0, x1, y1,
-    keypoints (N, 6, 2), scores (N,). Sorted by nothing in particular."""
+    """Decoded faces: boxes (N, 4) as x0, y0, x1, y1, keypoints (N, K, 2) (K landmarks of
+    the model's layout), scores (N,). Sorted by nothing in particular."""
 
     boxes: np.ndarray
     keypoints: np.ndarray
@@ -35,9 +35,18 @@ class Candidates:
         return int(self.scores.shape[0])
 
     @classmethod
-    def empty(cls) -> Candidates:
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0, NUM_KEYPOINTS, 2), np.float32),
+    def empty(cls, keypoints: int = NUM_KEYPOINTS) -> Candidates:
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0, keypoints, 2), np.float32),
                    np.zeros((0,), np.float32))
+
+    def shifted(self, dx: float, dy: float) -> Candidates:
+        """The candidates moved by (dx, dy) pixels (from a region into its picture)."""
+        offset = np.array([dx, dy], np.float32)
+        return Candidates(self.boxes + np.tile(offset, 2), self.keypoints + offset, self.scores)
+
+    def take(self, keep: np.ndarray) -> Candidates:
+        """The candidates selected by a boolean mask or index array."""
+        return Candidates(self.boxes[keep], self.keypoints[keep], self.scores[keep])
 
 
 def _logit(p: float) -> float:
@@ -78,3 +87,10 @@ def decode(
     valid = (values[:, 2] >= 0) & (values[:, 3] >= 0)
     valid &= np.isfinite(boxes).all(axis=1) & np.isfinite(keypoints).all(axis=(1, 2))
     return Candidates(boxes[valid], keypoints[valid], scores[valid].astype(np.float32))
+
+
+def concatenate(parts: list[Candidates]) -> Candidates:
+    """All candidates of several passes in one set (same landmark layout)."""
+    return Candidates(np.concatenate([p.boxes for p in parts]),
+                      np.concatenate([p.keypoints for p in parts]),
+                      np.concatenate([p.scores for p in parts]))

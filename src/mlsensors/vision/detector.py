@@ -1,16 +1,25 @@
-"""FaceDetector: BlazeFace on LiteRT, decoded and suppressed exactly as MediaPipe does.
+"""FaceDetector: the one detection path for still pictures, whichever model runs it.
 
     from mlsensors import FaceDetector
     faces = FaceDetector().detect(rgb_image)   # list[Face], highest score first
 
-Stages (each its own module): preprocess.letterbox_into → model.TfliteModel.invoke →
-decode.decode → suppress.weighted_nms → back to pixels through the letterbox.
+`model="auto"` (the default) is YuNet (`vision.yunet_detector`) when its file is in the
+model cache, else BlazeFace full-range; "yunet", "full" and "short" pick one. Every
+model's score is reported on the calibrated confidence scale (`vision.calibrate`), and a
+small picture in which nothing is found clear of the edges (a tight face crop: an ID
+photo, ORL) is padded with grey by half its size on each side and searched again, so
+`mlsensors detect`, `id enroll` and `id match` find the same faces.
+
+`BlazeFace` is MediaPipe's detector on LiteRT, decoded and suppressed exactly as
+MediaPipe does: preprocess.letterbox_into → model.TfliteModel.invoke → decode.decode →
+suppress.weighted_nms → back to pixels through the letterbox.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 
 from mlsensors.errors import InputError, ModelError
@@ -18,7 +27,8 @@ from mlsensors.models import ModelStore
 from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.types import Face
 from mlsensors.vision.anchors import FULL_RANGE, SHORT_RANGE, AnchorOptions, generate_anchors
-from mlsensors.vision.decode import VALUES_PER_ANCHOR, Candidates, decode
+from mlsensors.vision.calibrate import ANCHOR, FOR_MODEL, Calibration
+from mlsensors.vision.decode import VALUES_PER_ANCHOR, Candidates, concatenate, decode
 from mlsensors.vision.facing import FACING_THRESHOLD, facing_scores
 from mlsensors.vision.model import TfliteModel
 from mlsensors.vision.preprocess import Letterbox, letterbox_into
@@ -49,11 +59,94 @@ class RawOutput:
     scores: np.ndarray
 
 
+MODELS = ("auto", "yunet", "full", "short")
+PAD_BELOW = 320
+"""Pictures whose larger side is under this are padded and searched again when no face
+is found clear of their edges (tight face crops)."""
+
+
+def check_threshold(threshold: float | None) -> float:
+    """The confidence threshold (calibrated scale), default ANCHOR; InputError outside (0, 1)."""
+    value = ANCHOR if threshold is None else float(threshold)
+    if not 0.0 < value < 1.0:
+        raise InputError(f"score threshold {value} is outside (0, 1)")
+    return value
+
+
+def resolve_model(model: str, store: ModelStore) -> str:
+    """"auto" → "yunet" when its file is cached and intact, else "full"."""
+    if model not in MODELS:
+        raise ModelError(f"unknown detector model {model!r}; choose one of {', '.join(MODELS)}")
+    if model != "auto":
+        return model
+    return "yunet" if not store.missing([DETECTOR_MODELS["yunet"]]) else "full"
+
+
+def make_engine(model: str, threads: int | None, threshold: float, store: ModelStore,
+                tiling: bool = True):
+    """The detector of one model (already resolved): `.detect(image) -> list[Face]`."""
+    if model == "yunet":
+        from mlsensors.vision.yunet_detector import YunetDetector
+
+        return YunetDetector(store.load_bytes(DETECTOR_MODELS["yunet"]), threads, threshold)
+    return BlazeFace(model, threads, threshold, store, tiling)
+
+
 class FaceDetector:
-    """Finds faces in RGB uint8 images; reusable, not thread-safe (one per thread).
+    """Finds faces in RGB uint8 still pictures; reusable, not thread-safe (one per thread).
+
+    `score_threshold` is on the calibrated confidence scale (default 0.6 for every
+    model). `tiling` applies to BlazeFace only (see `BlazeFace`).
+    """
+
+    def __init__(self, model: str = "auto", threads: int | None = None,
+                 score_threshold: float | None = None, store: ModelStore | None = None,
+                 tiling: bool = True) -> None:
+        store = store or ModelStore()
+        self.model_name = resolve_model(model, store)
+        self.score_threshold = check_threshold(score_threshold)
+        self.engine = make_engine(self.model_name, threads, self.score_threshold, store,
+                                  tiling)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in `image` (H×W×3 RGB uint8), highest score first, in its pixels."""
+        faces = self.engine.detect(image)
+        h, w = image.shape[:2]
+        if max(h, w) >= PAD_BELOW or any(clear_of_edges(f.box, w, h) for f in faces):
+            return faces
+        py, px = h // 2, w // 2
+        padded = np.ascontiguousarray(cv2.copyMakeBorder(
+            image, py, py, px, px, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
+        again = [moved(f, -px, -py, w, h) for f in self.engine.detect(padded)]
+        again = [f for f in again if f is not None]
+        return again if again else faces
+
+
+def clear_of_edges(box, width: int, height: int, margin: float = 0.1) -> bool:
+    """True if the box keeps a margin (fraction of its larger side) from every edge."""
+    x0, y0, x1, y1 = box
+    m = margin * max(x1 - x0, y1 - y0)
+    return x0 - m >= 0 and y0 - m >= 0 and x1 + m <= width and y1 + m <= height
+
+
+def moved(face: Face, dx: float, dy: float, width: int, height: int) -> Face | None:
+    """`face` shifted by (dx, dy) and clipped to width×height (None if nothing is left)."""
+    x0, y0, x1, y1 = face.box
+    box = (min(max(x0 + dx, 0.0), width), min(max(y0 + dy, 0.0), height),
+           min(max(x1 + dx, 0.0), width), min(max(y1 + dy, 0.0), height))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None
+    points = tuple((x + dx, y + dy) for x, y in face.keypoints)
+    return replace(face, box=box, keypoints=points)
+
+
+class BlazeFace:
+    """MediaPipe's BlazeFace (full or short range); not thread-safe (one per thread).
 
     `tiling` (default on) adds a pass over four overlapping tiles for images much
     larger than the model input, finding faces a single pass shrinks below its reach.
+    `score_threshold` is on the calibrated scale; MediaPipe's raw thresholds (0.6 full,
+    0.5 short) are what the default 0.6 maps to.
     """
 
     def __init__(
@@ -65,14 +158,13 @@ class FaceDetector:
         tiling: bool = True,
     ) -> None:
         if model not in OPTIONS:
-            raise ModelError(f"unknown detector model {model!r}; choose 'full' or 'short'")
+            raise ModelError(f"unknown BlazeFace model {model!r}; choose 'full' or 'short'")
         base = OPTIONS[model]
-        threshold = base.score_threshold if score_threshold is None else float(score_threshold)
-        if not 0.0 < threshold < 1.0:
-            raise InputError(f"score threshold {threshold} is outside (0, 1)")
+        self.calibration: Calibration = FOR_MODEL[model]
+        raw = self.calibration.raw(check_threshold(score_threshold))
         self.model_name = model
         self.tiling = tiling
-        self.options = DetectorOptions(base.model_file, base.anchors, threshold,
+        self.options = DetectorOptions(base.model_file, base.anchors, raw,
                                        base.iou_threshold)
         store = store or ModelStore()
         self.model = TfliteModel(store.load_bytes(self.options.model_file), threads)
@@ -111,7 +203,7 @@ class FaceDetector:
         parts = [self.run(image)]
         for x0, y0, x1, y1 in tile_regions(width, height):
             found = self.run(np.ascontiguousarray(image[y0:y1, x0:x1]))
-            parts.append(shift(drop_cut_faces(found, (x0, y0, x1, y1), width, height), x0, y0))
+            parts.append(drop_cut_faces(found, (x0, y0, x1, y1), width, height).shifted(x0, y0))
         return self.finish(concatenate(parts), width, height)
 
     def run(self, image: np.ndarray) -> Candidates:
@@ -139,7 +231,8 @@ class FaceDetector:
 
     def finish(self, candidates: Candidates, width: int, height: int) -> list[Face]:
         """Stage 4: merge overlapping candidates and make Face objects."""
-        return to_faces(weighted_nms(candidates, self.options.iou_threshold), width, height)
+        return to_faces(weighted_nms(candidates, self.options.iou_threshold), width, height,
+                        self.calibration, self.model_name)
 
 
 TILE_FRACTION = 2 / 3
@@ -172,24 +265,14 @@ def drop_cut_faces(
     return Candidates(c.boxes[keep], c.keypoints[keep], c.scores[keep])
 
 
-def shift(c: Candidates, dx: float, dy: float) -> Candidates:
-    offset = np.array([dx, dy], np.float32)
-    return Candidates(c.boxes + np.tile(offset, 2), c.keypoints + offset, c.scores)
-
-
-def concatenate(parts: list[Candidates]) -> Candidates:
-    return Candidates(np.concatenate([p.boxes for p in parts]),
-                      np.concatenate([p.keypoints for p in parts]),
-                      np.concatenate([p.scores for p in parts]))
-
-
 def to_pixels(c: Candidates, box: Letterbox) -> Candidates:
     """Candidates relative to the square input → pixels of the letterboxed image."""
     corners = box.to_pixels(c.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
     return Candidates(corners, box.to_pixels(c.keypoints), c.scores)
 
 
-def to_faces(c: Candidates, width: int, height: int) -> list[Face]:
+def to_faces(c: Candidates, width: int, height: int, calibration: Calibration,
+             model: str) -> list[Face]:
     """Merged candidates in pixels → Face objects, boxes clipped to the image (keypoints
     are not: an ear may lie outside it). Faces clipped to nothing are dropped."""
     if len(c) == 0:
@@ -205,9 +288,10 @@ def to_faces(c: Candidates, width: int, height: int) -> list[Face]:
             continue
         faces.append(Face(
             box=(x0, y0, x1, y1),
-            score=float(c.scores[i]),
+            score=calibration.confidence(float(c.scores[i])),
             keypoints=tuple((float(x), float(y)) for x, y in c.keypoints[i]),
             facing=bool(facing[i] >= FACING_THRESHOLD),
             facing_score=float(facing[i]),
+            model=model,
         ))
     return faces

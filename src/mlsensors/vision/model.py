@@ -17,8 +17,14 @@ import numpy as np
 
 from mlsensors.errors import ModelError
 
-NATIVE_NOTICES = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
-"""Lines LiteRT's C++ runtime prints to stderr on every load; they say nothing useful."""
+NATIVE_NOTICES = (
+    b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    b"Failed to persist telemetry device ID",
+    b"GPU device discovery failed",
+)
+"""Parts of lines that LiteRT's and onnxruntime's C++ runtimes print to stderr on every
+load (a delegate created; no telemetry file or GPU in a sealed process): they say
+nothing useful."""
 
 
 @contextlib.contextmanager
@@ -50,7 +56,7 @@ def native_notices_filtered():
         reader.join()
         os.close(read_end)
         for line in b"".join(chunks).splitlines(keepends=True):
-            if line.strip() not in NATIVE_NOTICES:
+            if not any(notice in line for notice in NATIVE_NOTICES):
                 os.write(2, line)
 
 

@@ -61,3 +61,22 @@ def weighted_nms(
         np.asarray(out_keypoints, np.float32),
         np.asarray(out_scores, np.float32),
     )
+
+
+def hard_nms(candidates: Candidates, iou_threshold: float) -> Candidates:
+    """Greedy non-max suppression keeping each cluster's top candidate unchanged (what
+    YuNet's authors and OpenCV use); output sorted by score, highest first."""
+    n = len(candidates)
+    if n <= 1:
+        return candidates
+    order = np.argsort(-candidates.scores, kind="stable")
+    boxes = candidates.boxes[order]
+    overlaps = iou_matrix(boxes, boxes) > iou_threshold
+    remaining = np.ones(n, dtype=bool)
+    keep = []
+    for top in range(n):
+        if not remaining[top]:
+            continue
+        keep.append(top)
+        remaining &= ~overlaps[top]
+    return candidates.take(order[keep])

@@ -18,14 +18,14 @@ it has the layout it expects.
 
 Clients with native alignment (the vendor's Python examples: struct format
 "BBH" + "B" + "BBBBBBbB"*4 + "H") read 40 bytes: `struct` inserts one pad byte at
-offset 37 so that the final "H" is 2-aligned, and reads its checksum from offsets 38-39.
-A read of any length returns the record's first N bytes, zero-padded (`read_window`),
-so such a client gets our 39 bytes plus one zero: bytes 0-36 (header and all faces) sit
-where both layouts expect them and decode to the same faces, while the native layout's
-"pad" is our checksum's low byte and its "checksum" is (our high byte, 0). The vendor's
-examples never verify that field; a client that wants to verify must use offsets 37-38,
-which is what `unpack_record` does with a 40-byte buffer (the 40th byte is ignored: on
-real hardware it is whatever the device clocks out past the end of its record).
+offset 37 so that the final "H" is 2-aligned. A read continues the device's read
+sequence and reads zeros past the record's end (read_pointer.py), so such a client gets
+our 39 bytes plus one zero: bytes 0-36 (header and all faces) sit where both layouts
+expect them and decode to the same faces. Those examples decode only `num_faces` slots
+and then take their "checksum" with a separate unpack at offset 5 + 8 * num_faces:
+a face slot's first bytes unless four faces are seen, never verified. A client that
+wants to verify must use offsets 37-38, which is what `unpack_record` does with a
+40-byte buffer (the 40th byte is ignored).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _FACE = struct.Struct("<BBBBBbbB")
 _CRC = struct.Struct("<H")
 _BODY_SIZE = RECORD_SIZE - _CRC.size
 MAX_READ = 255
-"""Longest read a transport serves: the record's first N bytes, zero-padded."""
+"""Longest read (or write) transaction a transport serves."""
 
 
 def _crc_table() -> tuple[int, ...]:
@@ -67,17 +67,6 @@ def crc16_ccitt_false(data: bytes) -> int:
     for byte in data:
         crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
     return crc
-
-
-def read_window(record: bytes, length: int) -> bytes:
-    """What an I2C read of `length` bytes (1-255) returns: the record's head, zero-padded.
-
-    The sensor has no register pointer, so every read starts at byte 0; reads shorter
-    than the record see its head, longer ones see zeros past the end.
-    """
-    if not 0 <= length <= MAX_READ:
-        raise ProtocolError(f"read length {length} is outside 0-{MAX_READ}")
-    return record[:length] + bytes(max(0, length - len(record)))
 
 
 def largest_faces(faces: tuple[PersonFace, ...] | list[PersonFace]) -> tuple[PersonFace, ...]:
@@ -145,33 +134,14 @@ def unpack_record(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -
     return PersonResult(timestamp=timestamp, faces=_decode_body(body, strict))
 
 
-def unpack_prefix(data: bytes, timestamp: float = 0.0, *, strict: bool = True) -> PersonResult:
-    """Decode the head of a record, for I2C adapters that cannot read all 39 bytes.
-
-    Every read starts again at byte 0 (the sensor has no register pointer), so an
-    adapter limited to 32-byte reads can never fetch bytes 32-38, however it chunks:
-    it sees the header and the first three face slots, and no checksum. This decodes
-    the face slots that are complete in `data` (5 + 8k bytes hold k faces) and drops
-    the rest; callers should compensate for the missing checksum (the driver reads
-    the head twice and requires both reads to agree).
-    """
-    data = bytes(data)
-    if len(data) >= RECORD_SIZE:
-        return unpack_record(data[:RECORD_SIZE], timestamp, strict=strict)
-    if len(data) < _HEADER.size:
-        raise ProtocolError(f"a {len(data)}-byte read holds no record header")
-    slots = (len(data) - _HEADER.size) // _FACE.size
-    return PersonResult(timestamp=timestamp, faces=_decode_body(data, strict, slots))
-
-
-def _decode_body(body: bytes, strict: bool, slots: int = MAX_FACES) -> tuple[PersonFace, ...]:
+def _decode_body(body: bytes, strict: bool) -> tuple[PersonFace, ...]:
     _r0, _r1, data_size, num_faces = _HEADER.unpack_from(body)
     if strict and data_size != DATA_SIZE:
         raise ProtocolError(f"record data_size {data_size}, expected {DATA_SIZE}")
     if not 0 <= num_faces <= MAX_FACES:
         raise ProtocolError(f"record num_faces {num_faces} is outside 0-{MAX_FACES}")
     faces = []
-    for i in range(slots):
+    for i in range(MAX_FACES):
         fields = _FACE.unpack_from(body, _HEADER.size + i * _FACE.size)
         if i >= num_faces:
             if strict and any(fields):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from mlsensors.models.manifest import MANIFEST
+from mlsensors.models.manifest import MANIFEST, origin
 from mlsensors.privacy.datasheet import plots
 from mlsensors.privacy.datasheet.measure import Measurements
 from mlsensors.privacy.logfilter import BURST, LINE_MAX, WINDOW
@@ -127,7 +127,7 @@ def _flow() -> list[Block]:
 
 def _models() -> list[Block]:
     rows = tuple(
-        (s.name, f"{s.package.name} {s.package.version}", s.sha256, s.licence,
+        (s.name, origin(s), s.sha256, s.licence,
          s.description)
         for s in MANIFEST.values())
     notes = tuple((name, MODEL_DATA_NOTES.get(name, "no notes")) for name in MANIFEST)

@@ -105,6 +105,23 @@ function drawFrame(faces) {
   canvas.dataset.boxes = JSON.stringify(faces.map((f) => f.box));
 }
 
+// The count over [start, now] as the corners of a step line, closed along the base:
+// the count in force at the window's start (the last change before it, which the
+// server keeps for this) is drawn from the start as a flat line, then a vertical step at
+// every change inside the window. Nothing is known before the first change: 0.
+function timelineSteps(points, start, now) {
+  let count = 0;
+  for (const [t, c] of points) if (t <= start) count = c;
+  const path = [[start, 0], [start, count]];
+  for (const [t, c] of points) {
+    if (t <= start) continue;
+    path.push([t, count], [t, c]);
+    count = c;
+  }
+  path.push([now, count], [now, 0]);
+  return path;
+}
+
 function drawTimeline() {
   const canvas = $("timeline");
   const ctx = canvas.getContext("2d");
@@ -125,27 +142,20 @@ function drawTimeline() {
     ctx.fillText(m === 0 ? "now" : `-${m} min`, px - 14, h - 6);
   }
   for (let c = 0; c <= top; c++) ctx.fillText(String(c), 4, y(c) + 4);
+  const path = timelineSteps(points, start, now);
   ctx.beginPath();
-  ctx.moveTo(x(start), y(0));
-  let last = 0;
-  for (const [t, c] of points) {
-    if (t > start) {
-      ctx.lineTo(x(t), y(last));
-      ctx.lineTo(x(t), y(c));
-    }
-    last = c;
-  }
-  ctx.lineTo(x(now), y(last));
-  ctx.lineTo(x(now), y(0));
+  path.forEach(([t, c], i) => (i ? ctx.lineTo(x(t), y(c)) : ctx.moveTo(x(t), y(c))));
   ctx.closePath();
   ctx.fillStyle = COLOURS.fill;
   ctx.fill();
   ctx.strokeStyle = COLOURS.line;
   ctx.lineWidth = 2;
   ctx.stroke();
+  const last = path[path.length - 2][1];
   $("window").textContent = String(Math.round(page.windowSeconds / 60));
   canvas.dataset.points = String(points.length);
   canvas.dataset.last = String(last);
+  canvas.dataset.path = JSON.stringify(path.map(([t, c]) => [Number((t - start).toFixed(3)), c]));
 }
 
 function setControl(enabled) {
