@@ -61,6 +61,11 @@ class Closeups:
     def size(self) -> int:
         return int(self.crops.shape[1])
 
+    def take(self, index: np.ndarray) -> Closeups:
+        """The close-ups of the candidates at `index` (all their views)."""
+        rows = (np.arange(self.views)[:, None] * self.count + index[None, :]).reshape(-1)
+        return Closeups(self.crops[rows], self.expected[rows], self.views)
+
     def per_candidate(self, scores: np.ndarray) -> np.ndarray:
         """Scores per crop → the mean over each candidate's views."""
         return scores.reshape(self.views, self.count).mean(axis=0).astype(np.float32)
