@@ -237,3 +237,27 @@ def test_without_retinaface_stills_fall_back_to_yunets_own_check(tmp_path, yunet
     detector = FaceDetector(store=store)
     assert detector.model_name == "yunet" and detector.engine.judge is None
     assert detector.engine.calibration == YUNET
+
+
+def test_judge_is_asked_only_about_what_yunet_sees(default, data_dir, monkeypatch):
+    """RetinaFace looks only at close-ups YuNet scores ≥ JUDGE_FROM; the others keep half
+    of YuNet's score (the judge's share is 0), so they stay under any threshold."""
+    from mlsensors.vision.yunet_detector import JUDGE_FROM
+
+    engine = default.engine
+    image = read_image(data_dir / "faces" / "dlib_training" / "dogs.jpg")
+    c = engine.candidates(image)
+    asked = []
+    real = engine.judge.closeup_scores
+
+    def counting(views):
+        asked.append(views.count)
+        return real(views)
+
+    monkeypatch.setattr(engine.judge, "closeup_scores", counting)
+    checked = engine.verify(image, c)
+    monkeypatch.setattr(engine, "judge", None)
+    own = engine.verify(image, c).scores
+    assert 0 < sum(asked) == int((own >= JUDGE_FROM).sum()) < len(c)
+    low = own < JUDGE_FROM
+    assert np.allclose(checked.scores[low], own[low] / 2)
