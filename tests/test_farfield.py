@@ -171,9 +171,93 @@ def test_threshold_is_on_the_calibrated_scale(yunet_store, model_store, data_dir
 
 
 def test_calibration_is_monotonic_and_anchored():
-    for calibration in FOR_MODEL.values():
+    from mlsensors.vision.calibrate import YUNET_RETINAFACE
+
+    for calibration in (*FOR_MODEL.values(), YUNET_RETINAFACE):
         raw = np.linspace(0.01, 0.99, 99)
         conf = [calibration.confidence(r) for r in raw]
         assert all(b > a for a, b in itertools.pairwise(conf))
         assert calibration.confidence(calibration.threshold) == pytest.approx(ANCHOR)
         assert calibration.raw(calibration.confidence(0.73)) == pytest.approx(0.73)
+
+
+def _wider_recall(detector, data_dir, min_height: float) -> tuple[int, int]:
+    """Non-ignored WIDER faces at least `min_height` tall found at IoU ≥ 0.5 (one
+    detection per face, best first, as the bench's WIDER matching)."""
+    folder = data_dir / "faces" / "wider"
+    hit = total = 0
+    for name, boxes in json.loads((folder / "labels.json").read_text()).items():
+        truth = np.array([b[:4] for b in boxes], np.float32)
+        keep = np.array([not b[4] for b in boxes]) & (truth[:, 3] - truth[:, 1] >= min_height)
+        faces = detector.detect(read_image(folder / "images" / name))
+        found = np.array([f.box for f in faces], np.float32).reshape(-1, 4)
+        taken = np.zeros(len(truth), bool)
+        overlap = iou_matrix(found, truth) if len(found) else np.zeros((0, len(truth)))
+        for row in overlap:
+            free = np.where(taken, -1.0, row)
+            g = int(np.argmax(free))
+            if free[g] >= 0.5:
+                taken[g] = True
+        hit += int((taken & keep).sum())
+        total += int(keep.sum())
+    return hit, total
+
+
+def test_still_pictures_are_checked_by_two_networks_and_find_more(default, data_dir):
+    """Issue 11: YuNet's finds are judged by YuNet and RetinaFace on close-ups; on the
+    WIDER photos that finds more faces ≥ 16 px than YuNet's own check did (106 of 139,
+    0.76), with the no-face photos held to one false positive (test above)."""
+    assert default.engine.judge is not None
+    hit, total = _wider_recall(default, data_dir, 16)
+    assert total == 139
+    assert hit / total >= 0.78, f"{hit}/{total}"
+
+
+def test_sensor_loop_checks_with_yunet_alone(yunet_store):
+    """The running sensor keeps its cost budget: no second network in its loop."""
+    from mlsensors.sensors.person import SensorOptions, sensor_detector
+
+    scanner = sensor_detector(SensorOptions(model="yunet"), yunet_store)
+    assert scanner.detector.judge is None
+
+
+def test_without_retinaface_stills_fall_back_to_yunets_own_check(tmp_path, yunet_store):
+    """A cache without the RetinaFace file (e.g. fetched by hand from a folder) still
+    detects, with YuNet's own check and its calibration."""
+    import shutil
+
+    from mlsensors.models import ModelStore
+    from mlsensors.models.manifest import DETECTOR_MODELS
+    from mlsensors.vision.calibrate import YUNET
+
+    store = ModelStore(tmp_path)
+    for key in ("full", "short", "yunet"):
+        name = DETECTOR_MODELS[key]
+        shutil.copy(yunet_store.path(name), tmp_path / name)
+    detector = FaceDetector(store=store)
+    assert detector.model_name == "yunet" and detector.engine.judge is None
+    assert detector.engine.calibration == YUNET
+
+
+def test_judge_is_asked_only_about_what_yunet_sees(default, data_dir, monkeypatch):
+    """RetinaFace looks only at close-ups YuNet scores ≥ JUDGE_FROM; the others keep half
+    of YuNet's score (the judge's share is 0), so they stay under any threshold."""
+    from mlsensors.vision.yunet_detector import JUDGE_FROM
+
+    engine = default.engine
+    image = read_image(data_dir / "faces" / "dlib_training" / "dogs.jpg")
+    c = engine.candidates(image)
+    asked = []
+    real = engine.judge.closeup_scores
+
+    def counting(views):
+        asked.append(views.count)
+        return real(views)
+
+    monkeypatch.setattr(engine.judge, "closeup_scores", counting)
+    checked = engine.verify(image, c)
+    monkeypatch.setattr(engine, "judge", None)
+    own = engine.verify(image, c).scores
+    assert 0 < sum(asked) == int((own >= JUDGE_FROM).sum()) < len(c)
+    low = own < JUDGE_FROM
+    assert np.allclose(checked.scores[low], own[low] / 2)

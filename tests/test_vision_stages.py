@@ -182,3 +182,42 @@ def test_facing_from_yaw():
     assert facing_scores(_face_keypoints(0.3, 1.0, -1.0))[0] == pytest.approx(
         facing_scores(_face_keypoints(0.3))[0])
     assert facing_scores(_face_keypoints(0.0, 0.5, 0.5))[0] == 0.0
+
+
+def test_closeups_mirror_and_expected_boxes():
+    """A close-up is the square three times the box, centred on it; its mirror image's
+    expected box is the mirrored one; scores average over a candidate's views."""
+    from mlsensors.vision.closeup import closeups
+
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[90:110, 40:60] = 255  # a 20-px white square: the "face"
+    image[90:110, 60:70, 0] = 0  # its right part without red: mirrored, it differs
+    views = closeups(image, np.array([[40, 90, 70, 110]], np.float32), 90)
+    assert views.crops.shape == (2, 90, 90, 3) and views.count == 1
+    x0, y0, x1, y1 = views.expected[0]
+    assert (x0, y0, x1, y1) == pytest.approx((30, 35, 60, 55))
+    assert tuple(views.expected[1]) == pytest.approx((90 - x1, y0, 90 - x0, y1))
+    assert np.array_equal(views.crops[1], views.crops[0][:, ::-1])
+    assert views.per_candidate(np.array([0.2, 0.6], np.float32)) == pytest.approx([0.4])
+
+
+def test_retinaface_priors_match_its_outputs_and_find_a_portrait(model_store, data_dir):
+    """Our decode of RetinaFace (priors in the network's output order) puts the face
+    where YuNet and BlazeFace put it, with its eyes inside the box."""
+    from mlsensors.models.manifest import DETECTOR_MODELS
+    from mlsensors.sources import read_image
+    from mlsensors.vision.detector import FaceDetector
+    from mlsensors.vision.retinaface import RetinaFaceModel, priors
+    from mlsensors.vision.suppress import hard_nms, iou_matrix
+
+    assert len(priors(160, 96)) == 2 * (20 * 12 + 10 * 6 + 5 * 3)
+    model = RetinaFaceModel(model_store.load_bytes(DETECTOR_MODELS["retinaface"]), 1)
+    image = read_image(data_dir / "faces" / "face_recognition_examples" / "obama_small.jpg")
+    (found,) = model.run(image[None], 0.5)
+    found = hard_nms(found, 0.4)
+    (reference,) = FaceDetector("full", store=model_store).detect(image)
+    assert len(found) == 1
+    assert iou_matrix(found.boxes, np.array([reference.box], np.float32))[0, 0] >= 0.5
+    x0, y0, x1, y1 = found.boxes[0]
+    eyes = found.keypoints[0, :2]
+    assert ((eyes[:, 0] > x0) & (eyes[:, 0] < x1) & (eyes[:, 1] > y0) & (eyes[:, 1] < y1)).all()

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from mlsensors.sources.images import read_image
     from mlsensors.vision.detector import FaceDetector
 
-    ensure_detector(args.model)
+    ensure_detector(args.model, stills=True)
     detector = FaceDetector(args.model, score_threshold=args.threshold,
                             tiling=not args.no_tiling)
     failed = False

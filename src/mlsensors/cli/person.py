@@ -48,12 +48,14 @@ def add_sensor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tiling", action="store_true", help=argparse.SUPPRESS)
 
 
-def ensure_detector(model: str) -> None:
+def ensure_detector(model: str, stills: bool = False) -> None:
     """First run: fetch the pinned detector models (pip's progress goes to stderr).
 
     "auto" wants YuNet and BlazeFace full-range (the fallback, and what the short-range
-    close-ups need). When YuNet cannot be had here, say so in one line with the command
-    that fetches it, and go on: `resolve_model` then picks BlazeFace."""
+    close-ups need); with `stills` (`detect`) also RetinaFace, the second judge of still
+    pictures (a package ships it, like BlazeFace). When YuNet cannot be had here, say so
+    in one line with the command that fetches it, and go on: `resolve_model` then picks
+    BlazeFace."""
     from mlsensors.errors import ModelError
     from mlsensors.models import ModelStore
     from mlsensors.models.manifest import DETECTOR_MODELS
@@ -62,7 +64,8 @@ def ensure_detector(model: str) -> None:
     if model in ("full", "short"):
         store.ensure([DETECTOR_MODELS[model]])
         return
-    store.ensure([DETECTOR_MODELS["full"], DETECTOR_MODELS["short"]])
+    store.ensure([DETECTOR_MODELS["full"], DETECTOR_MODELS["short"]]
+                 + ([DETECTOR_MODELS["retinaface"]] if stills else []))
     name = DETECTOR_MODELS["yunet"]
     if (store.root / name).exists() and not store.missing([name]):
         return

