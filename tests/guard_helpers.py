@@ -22,7 +22,8 @@ def child_path(monkeypatch):
 
 
 class Recorder:
-    """Every snapshot the Hub emits, with its arrival time."""
+    """Every snapshot the Hub emits, with its arrival time (`ticks` gives the guard's own
+    stamps, which rate checks use: arrival times add the callback thread's jitter)."""
 
     def __init__(self, hub: Hub) -> None:
         self.snaps = []
@@ -30,3 +31,7 @@ class Recorder:
 
     def results(self):
         return [(t, s) for t, s in self.snaps if s.status.state == "running"]
+
+    def ticks(self) -> list[float]:
+        """The published results' stamps: the guard's tick times, in wall seconds."""
+        return [s.result.timestamp for _, s in self.results()]

@@ -241,6 +241,8 @@ class Guard:
         self.keeper = keeper
         self.config = config
         self.max_rate = float(max_rate)
+        self._wall_offset = time.time() - time.monotonic()
+        """Wall minus monotonic time, fixed at start: published stamps follow the ticks."""
         self.timing = timing or GuardTiming()
         self.python = python or sys.executable
         self.logs = LogFilter(log)
@@ -593,7 +595,7 @@ class Guard:
                     log.debug("dropped a malformed frame: %s", e)
                 else:
                     last_valid = now
-                    self._deliver(message)
+                    self._deliver(message, now)
                     published = True
             published = self._check_late(now, period) or published
             if not published and self.keeper is not None \
@@ -651,9 +653,11 @@ class Guard:
             self._late_unlogged += 1
         return True
 
-    def _deliver(self, message: PersonResult | ChildStatus) -> None:
+    def _deliver(self, message: PersonResult | ChildStatus, now: float) -> None:
+        """Publish one decoded frame on the tick at monotonic time `now`. A result is
+        stamped with that tick's wall time (not the moment it is built), so two published
+        results are never stamped closer than the tick period, whatever the scheduler does."""
         if isinstance(message, PersonResult):
-            now = time.monotonic()
             if not self._streaming:
                 self._result_times.clear()
             self._streaming = True
@@ -664,7 +668,7 @@ class Guard:
             self._late_since = None
             self._publish_times.append(now)
             self._published += 1
-            result = PersonResult(time.time(), message.faces, self._published)
+            result = PersonResult(now + self._wall_offset, message.faces, self._published)
             self.hub.publish(result, self._status("running"))
             return
         self._child_state = message.state
