@@ -15,7 +15,7 @@ from mlsensors.cli.main import main
 from mlsensors.errors import InputError, StateError
 from mlsensors.sensors.gallery import THRESHOLD, UNKNOWN, Gallery, confidence
 from mlsensors.sensors.gallery_file import (
-    MAGIC,
+    GALLERY,
     GalleryFile,
     decode,
     default_gallery_path,
@@ -205,7 +205,7 @@ _SEALED = encode(full_gallery(), _KEY)
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(
     st.binary(max_size=300),
-    st.binary(max_size=300).map(lambda b: MAGIC + b"\x01" + b),
+    st.binary(max_size=300).map(lambda b: GALLERY.magic + b"\x01" + b),
     st.integers(0, len(_VALID)).map(lambda n: _VALID[:n]),
 ))
 def test_any_bytes_give_a_gallery_or_a_state_error(data):
@@ -231,7 +231,7 @@ def test_checksummed_but_wrong_payload_is_corrupt_not_a_crash():
 
     payload = struct.pack("<HHHHdI", 8, 128, 8, 0, 0.52, 1) + struct.pack("<H", 9)
     payload += b"\0" * 512
-    data = struct.pack("<8sBBHI", MAGIC, 1, 0, 0, len(payload)) + payload
+    data = struct.pack("<8sBBHI", GALLERY.magic, 1, 0, 0, len(payload)) + payload
     with pytest.raises(StateError, match=r"corrupt.*outside 0–7"):
         decode(data + hashlib.sha256(data).digest())
 

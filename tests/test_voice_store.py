@@ -7,6 +7,7 @@ import stat
 import numpy as np
 import pytest
 
+from mlsensors.envelope import NotEncrypted
 from mlsensors.errors import InputError, StateError
 from mlsensors.sensors.gallery_file import write_new_key
 from mlsensors.voice.embed import RAW_DIM as DIM
@@ -58,6 +59,24 @@ def test_encrypted_needs_its_key(tmp_path):
     other = write_new_key(tmp_path / "k2")
     with pytest.raises(StateError, match="wrong key"):
         TemplateFile(f.path, other).load()
+
+
+def test_plaintext_under_a_key_is_refused_intact_then_encrypted_in_place(tmp_path, capsys):
+    """A key means "this file is sealed": a plaintext store is never read as if it were,
+    never moved aside as damage, and `voice encrypt` seals it without losing a take."""
+    from mlsensors.cli.main import main
+
+    plain = TemplateFile(tmp_path / "voice.bin")
+    plain.save(commands())
+    before = plain.path.read_bytes()
+    key = write_new_key(tmp_path / "k")
+    with pytest.raises(NotEncrypted, match="mlsensors voice encrypt"):
+        TemplateFile(plain.path, key).load_or_empty()
+    assert plain.path.read_bytes() == before
+    assert main(["voice", "encrypt", "--store", str(plain.path), "--key", str(key)]) == 0
+    assert "2 command(s) encrypted" in capsys.readouterr().out
+    assert b"cmd 0" not in plain.path.read_bytes()
+    assert TemplateFile(plain.path, key).load().names() == ["cmd 0", "cmd 1"]
 
 
 def test_damage_is_named_and_moved_aside(tmp_path):

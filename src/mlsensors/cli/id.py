@@ -140,14 +140,19 @@ def _erase(args) -> int:
 
 
 def _encrypt(args) -> int:
-    if args.key is None:
+    encrypt_in_place(_file(args), lambda gallery: f"{len(gallery.ids())} ID(s)")
+    return 0
+
+
+def encrypt_in_place(file, count) -> None:
+    """Seal a plaintext biometric file (gallery or voice store) with its --key; `count`
+    says what it holds, for the one line printed."""
+    if file.key_file is None:
         raise InputError("give the key file to encrypt with: --key KEYFILE (make one with "
                          "`mlsensors id keygen KEYFILE`)")
-    gfile = _file(args)
-    gallery = gfile.encrypt()
-    print(f"{gfile.path}: {len(gallery.ids())} ID(s) encrypted with {args.key}; the "
-          "plaintext version was overwritten")
-    return 0
+    value = file.encrypt()
+    print(f"{file.path}: {count(value)} encrypted with {file.key_file}; the plaintext "
+          "version was overwritten")
 
 
 def _keygen(args) -> int:

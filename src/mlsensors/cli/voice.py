@@ -1,4 +1,4 @@
-"""`mlsensors voice enroll|run|list|erase|keygen`: the voice sensor from the command line."""
+"""`mlsensors voice enroll|run|list|erase|encrypt`: the voice sensor from the command line."""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _store_arguments(q)
     q.add_argument("--command", default=None, help="erase only this command")
     q.set_defaults(run=_erase)
+
+    q = vsub.add_parser("encrypt", help="encrypt a plaintext voice store in place with --key "
+                                        "(the plaintext version is overwritten)")
+    _store_arguments(q)
+    q.set_defaults(run=_encrypt)
 
 
 def _store_arguments(p: argparse.ArgumentParser) -> None:
@@ -211,4 +216,11 @@ def _erase(args) -> int:
         print(f"erased {path}")
     if not erased:
         print(f"no voice commands at {tfile.path}; nothing to erase")
+    return 0
+
+
+def _encrypt(args) -> int:
+    from mlsensors.cli.id import encrypt_in_place
+
+    encrypt_in_place(_file(args), lambda commands: f"{len(commands)} command(s)")
     return 0

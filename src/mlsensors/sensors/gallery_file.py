@@ -15,15 +15,8 @@ Face embeddings are biometric data, so the file is treated as such:
   StateError that says which; `load_or_empty` then moves it aside (never overwrites or
   deletes it) so the sensor can start empty and the user can still recover it.
 
-Layout (version 1), little-endian:
-
-    0   8  magic  b"MLSGALRY"
-    8   1  version (1)
-    9   1  flags: bit 0 = body is AES-256-GCM sealed
-    10  2  reserved, 0
-    12  4  body length n
-    16  n  body: the payload, or nonce(12) ‖ AESGCM(payload, aad = bytes 0..15)
-    16+n 32 SHA-256 of bytes 0 .. 16+n
+Layout (version 1): the biometric envelope of `mlsensors.envelope` with magic
+b"MLSGALRY", around this little-endian payload:
 
     payload: u16 num_ids, u16 dim, u16 max_per_id, u16 reserved, f64 threshold,
              u32 count, count × u16 id, count × dim × f32 embedding
@@ -36,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import secrets
 import stat
@@ -46,18 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsensors.envelope import Kind, NotEncrypted, default_data_path
 from mlsensors.errors import InputError, StateError
 from mlsensors.files import read_regular
 from mlsensors.sensors.gallery import Gallery
 from mlsensors.vision.embed import EMBEDDING_DIM
 
-MAGIC = b"MLSGALRY"
-VERSION = 1
-FLAG_SEALED = 0x01
-_HEADER = struct.Struct("<8sBBHI")
+GALLERY = Kind(b"MLSGALRY", 1, "gallery")
 _PAYLOAD_HEAD = struct.Struct("<HHHHdI")
-_DIGEST = 32
-_NONCE = 12
 KEY_BYTES = 32
 KEY_FILE_LIMIT = 4096
 """A key file holds 64 hex digits (or 32 raw bytes); anything past 4 KiB is not one."""
@@ -68,15 +56,9 @@ _LEFTOVER = ("tmp", "old")
 """`.NAME.tmp-PID` (a save in progress) and `.NAME.old-PID` (older versions' second name)."""
 
 
-class NotEncrypted(StateError):
-    """A plaintext gallery where a key was given: refused, never a silent downgrade, and
-    never moved aside as if it were damaged (it is the user's, intact)."""
-
-
 def default_gallery_path() -> Path:
     """`$XDG_DATA_HOME/mlsensors/gallery.bin`, else ~/.local/share/mlsensors/gallery.bin."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base) / "mlsensors" / "gallery.bin"
+    return default_data_path("gallery.bin")
 
 
 def read_key(path: Path | str) -> bytes:
@@ -124,56 +106,12 @@ def encode(gallery: Gallery, key: bytes | None = None) -> bytes:
                            gallery.threshold, len(ids))
         + ids.tobytes() + rows.tobytes()
     )
-    flags = 0
-    if key is not None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        flags = FLAG_SEALED
-        nonce = secrets.token_bytes(_NONCE)
-        size = _NONCE + len(payload) + 16
-        header = _HEADER.pack(MAGIC, VERSION, flags, 0, size)
-        body = nonce + AESGCM(key).encrypt(nonce, payload, header)
-    else:
-        header = _HEADER.pack(MAGIC, VERSION, flags, 0, len(payload))
-        body = payload
-    data = header + body
-    return data + hashlib.sha256(data).digest()
+    return GALLERY.wrap(payload, key)
 
 
 def decode(data: bytes, key: bytes | None = None, *, name: str = "gallery") -> Gallery:
     """The gallery in `data`; StateError saying foreign, newer, corrupt, or wrong key."""
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
-        raise StateError(f"{name} is not an mlsensors gallery file (no gallery header)")
-    if len(data) < _HEADER.size + _DIGEST:
-        raise StateError(f"{name} is truncated ({len(data)} bytes)")
-    _, version, flags, _, size = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise StateError(f"{name} has gallery format version {version}; this mlsensors "
-                         f"reads version {VERSION}")
-    end = _HEADER.size + size
-    if len(data) != end + _DIGEST:
-        raise StateError(f"{name} is truncated or has extra bytes "
-                         f"({len(data)} bytes, header says {end + _DIGEST})")
-    if hashlib.sha256(data[:end]).digest() != data[end:]:
-        raise StateError(f"{name} is corrupt (checksum mismatch)")
-    body = data[_HEADER.size:end]
-    if flags & FLAG_SEALED:
-        if key is None:
-            raise StateError(f"{name} is encrypted; give its key file (--key)")
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        try:
-            payload = AESGCM(key).decrypt(body[:_NONCE], body[_NONCE:], data[:_HEADER.size])
-        except (InvalidTag, ValueError):
-            raise StateError(f"cannot decrypt {name}: wrong key") from None
-    elif flags:
-        raise StateError(f"{name} uses unknown flags {flags:#x}")
-    elif key is not None:
-        raise NotEncrypted(f"{name} is not encrypted, but a key was given")
-    else:
-        payload = body
-    return _parse_payload(payload, name)
+    return _parse_payload(GALLERY.unwrap(data, key, name=name), name)
 
 
 def _parse_payload(payload: bytes, name: str) -> Gallery:
@@ -275,11 +213,33 @@ def _writer_alive(name: str) -> bool:
 
 
 class GalleryFile:
-    """One gallery file (and its optional key file) on disk."""
+    """One gallery file (and its optional key file) on disk.
+
+    Every biometric file is kept this way; another kind (voice templates) subclasses it
+    and changes only what the file holds: `noun`, `max_bytes`, `default_path`, `_encode`,
+    `_decode`, `_empty` and `encrypt_command`.
+    """
+
+    noun = "gallery"
+    max_bytes = MAX_FILE_BYTES
+    encrypt_command = "mlsensors id encrypt --gallery"
 
     def __init__(self, path: Path | str | None = None, key_file: Path | str | None = None):
-        self.path = Path(path) if path is not None else default_gallery_path()
+        self.path = Path(path) if path is not None else self.default_path()
         self.key_file = Path(key_file) if key_file is not None else None
+
+    @staticmethod
+    def default_path() -> Path:
+        return default_gallery_path()
+
+    def _encode(self, value: Gallery, key: bytes | None) -> bytes:
+        return encode(value, key)
+
+    def _decode(self, data: bytes, key: bytes | None) -> Gallery:
+        return decode(data, key, name=str(self.path))
+
+    def _empty(self, **options) -> Gallery:
+        return Gallery(**options)
 
     def _key(self) -> bytes | None:
         return read_key(self.key_file) if self.key_file is not None else None
@@ -316,8 +276,7 @@ class GalleryFile:
         InputError when the path is not a regular file or is too large to be one."""
         if not os.path.lexists(self.path):
             return None
-        data = read_regular(self.path, MAX_FILE_BYTES, "gallery")
-        return decode(data, key, name=str(self.path))
+        return self._decode(read_regular(self.path, self.max_bytes, self.noun), key)
 
     def load(self, *, missing_ok: bool = True) -> Gallery:
         """The stored gallery (an empty default one if there is no file and missing_ok).
@@ -332,13 +291,13 @@ class GalleryFile:
         try:
             gallery = self.read(key)
         except NotEncrypted as e:
-            raise NotEncrypted(f"{e}; encrypt it with `mlsensors id encrypt --gallery "
+            raise NotEncrypted(f"{e}; encrypt it with `{self.encrypt_command} "
                                f"{self.path} --key {self.key_file}` (or leave out the key)"
                                ) from None
         if gallery is None:
             if missing_ok:
-                return Gallery()
-            raise StateError(f"no gallery at {self.path}")
+                return self._empty()
+            raise StateError(f"no {self.noun} at {self.path}")
         return gallery
 
     def load_or_empty(self, **gallery_options) -> tuple[Gallery, str | None]:
@@ -353,18 +312,18 @@ class GalleryFile:
         try:
             if not os.path.lexists(self.path):
                 self.scrub_leftovers()
-                return Gallery(**gallery_options), None
+                return self._empty(**gallery_options), None
             return self.load(), None
         except NotEncrypted:
             raise
         except StateError as e:
             if not os.path.lexists(self.path):  # a leftover could not be scrubbed
-                return Gallery(**gallery_options), str(e)
+                return self._empty(**gallery_options), str(e)
             try:
                 aside = self.move_aside()
             except OSError as moved:
-                return Gallery(**gallery_options), f"{e}; could not move it aside: {moved}"
-            return Gallery(**gallery_options), f"{e}; kept as {aside}, starting empty"
+                return self._empty(**gallery_options), f"{e}; could not move it aside: {moved}"
+            return self._empty(**gallery_options), f"{e}; kept as {aside}, starting empty"
 
     def move_aside(self) -> Path:
         """Rename the file to `<name>.bad-<UTC time>[-n]` beside it; never overwrites."""
@@ -387,7 +346,7 @@ class GalleryFile:
         the old or the new file under the gallery's name, and at most a temp file with
         the new embeddings (scrubbed by the next load).
         """
-        data = encode(gallery, self._key())
+        data = self._encode(gallery, self._key())
         folder = self.path.parent
         old = None
         try:
@@ -411,7 +370,8 @@ class GalleryFile:
             if old is not None:
                 _overwrite(old)
         except OSError as e:
-            raise StateError(f"cannot write gallery {self.path}: {e.strerror or e}") from None
+            raise StateError(f"cannot write {self.noun} {self.path}: {e.strerror or e}"
+                             ) from None
         finally:
             if old is not None:
                 os.close(old)
@@ -425,11 +385,11 @@ class GalleryFile:
         self._key()  # a bad key file fails before anything changes
         self.scrub_leftovers()
         if not os.path.lexists(self.path):
-            raise StateError(f"no gallery at {self.path}")
-        data = read_regular(self.path, MAX_FILE_BYTES, "gallery")
-        if len(data) > _HEADER.size and data[len(MAGIC) + 1] & FLAG_SEALED:
+            raise StateError(f"no {self.noun} at {self.path}")
+        data = read_regular(self.path, self.max_bytes, self.noun)
+        if GALLERY.is_sealed(data):
             raise StateError(f"{self.path} is encrypted already")
-        gallery = decode(data, None, name=str(self.path))
+        gallery = self._decode(data, None)
         self.save(gallery)
         return gallery
 
@@ -454,6 +414,6 @@ class GalleryFile:
         with contextlib.suppress(OSError):
             _fsync_dir(folder)
         if problems:
-            raise StateError(f"erase of gallery {self.path} incomplete: "
+            raise StateError(f"erase of {self.noun} {self.path} incomplete: "
                              + "; ".join(problems))
         return victims
