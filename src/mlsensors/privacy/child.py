@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import importlib
 import json
 import os
@@ -94,6 +95,11 @@ class ChildConfig:
     use_namespace: bool = True
     use_seccomp: bool = True
     probe: Probe | None = None
+    kind: str = "person"
+    """The sensor kind (privacy/kind.py) whose work this child runs."""
+    role: str = "sensing"
+    """What the seal lets the process reach besides code and models: "sensing" (a
+    camera or a file), "microphone" (ALSA's capture devices and their configuration)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -134,18 +140,37 @@ def base_read_paths() -> list[str]:
     ]
 
 
+ROLES = ("sensing", "microphone")
+
+ALSA_READ_PATHS = ("/usr/share/alsa", "/etc/asound.conf", "/proc/asound",
+                   "/sys/class/sound", "/sys/devices")
+"""What libasound reads to find and describe a capture device (no write, no socket)."""
+
+
+def microphone_devices() -> tuple[str, ...]:
+    """ALSA's device family a capture needs: the capture PCMs and the control nodes
+    (read-write: ALSA configures them by ioctl). No playback node: nothing is played."""
+    return tuple(sorted(glob.glob("/dev/snd/pcmC*D*c") + glob.glob("/dev/snd/controlC*")))
+
+
 def policy_for(config: ChildConfig) -> SealPolicy:
+    if config.role not in ROLES:
+        raise SealError(f"seal role {config.role!r} is not one of {', '.join(ROLES)}")
     reads = [*base_read_paths(), *config.read_paths]
+    devices = config.device_paths
     if config.model_dir:
         reads.append(config.model_dir)
     if config.source and os.path.exists(config.source):
         reads.append(config.source)
     if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
         reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
+    if config.role == "microphone" and config.source in (None, "mic"):
+        devices = (*devices, *microphone_devices())
+        reads += [p for p in ALSA_READ_PATHS if os.path.exists(p)]
     return SealPolicy(
         read_paths=tuple(reads),
         exec_paths=code_paths(),
-        device_paths=config.device_paths,
+        device_paths=devices,
         memory_bytes=config.memory_bytes,
         use_namespace=config.use_namespace,
         use_seccomp=config.use_seccomp,
@@ -343,8 +368,11 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     channel = Channel(config.record_fd, config.command_fd)
     extra = {}
+    channel.link = GuardLink(channel, config.store_fd)  # blocks from the guard
     if config.store_fd >= 0:
-        channel.link = extra["link"] = GuardLink(channel, config.store_fd)
+        extra["link"] = channel.link
+    if config.kind != "person":  # a kind whose records are not Hub snapshots
+        extra["channel"] = channel
     if config.identify:
         from mlsensors.privacy.work import launch_embedder
 

@@ -22,6 +22,7 @@ from mlsensors.hub import Hub
 from mlsensors.models import default_cache_dir
 from mlsensors.privacy.child import DEFAULT_WORK, ChildConfig, Probe
 from mlsensors.privacy.guard import Guard, GuardStats, GuardTiming
+from mlsensors.privacy.kind import PERSON, RecordKind
 from mlsensors.sensors.person import SensorOptions
 
 DEFAULT_MAX_RATE = 30.0
@@ -67,13 +68,20 @@ def prepare_gallery_folder(gallery: str | None) -> str:
 
 
 class SealedSensor:
-    """Start/stop the sealed sensing child and its guard for one Hub."""
+    """Start/stop the sealed sensing child and its guard for one Hub.
+
+    Every sensor kind is launched here, through one guard and one child: `kind` says
+    what the records are (privacy/kind.py; the person sensor by default), `role` what
+    the seal lets the process reach ("sensing": a camera or file; "microphone": ALSA's
+    capture devices), `options` the kind's options (a dataclass, or a dict, sent as
+    JSON), `handoff` the state every new child is given (the enrolled voice commands).
+    """
 
     def __init__(
         self,
         hub: Hub,
         source: str | None = None,
-        options: SensorOptions | None = None,
+        options: object | None = None,
         *,
         max_rate: float = DEFAULT_MAX_RATE,
         insecure: bool = False,
@@ -89,9 +97,12 @@ class SealedSensor:
         timing: GuardTiming | None = None,
         use_namespace: bool = True,
         use_seccomp: bool = True,
+        kind: RecordKind = PERSON,
+        role: str = "sensing",
+        handoff: bytes = b"",
     ) -> None:
         if source is not None and ":" not in source and not os.path.exists(source) \
-                and source != "demo":
+                and source not in ("demo", "mic"):
             raise InputError(f"source {source!r} does not exist")
         source_path = os.path.abspath(source) if source and os.path.exists(source) else source
         keeper = None
@@ -101,24 +112,29 @@ class SealedSensor:
 
             keeper = GalleryKeeper(GalleryFile(prepare_gallery_folder(gallery), key_file),
                                    persist=persist)
+        if options is None:
+            options = SensorOptions() if kind is PERSON else {}
         config = ChildConfig(
             record_fd=-1,
             command_fd=-1,
-            work=work,
+            work=kind.work if work == DEFAULT_WORK else work,
             source=source_path,
             loop=loop,
             realtime=realtime,
-            sensor_options=json.dumps(asdict(options or SensorOptions())),
+            sensor_options=json.dumps(options if isinstance(options, dict) else asdict(options)),
             identify=identify,
             model_dir=str(default_cache_dir()),
-            device_paths=device_paths(source),
+            device_paths=device_paths(source) if role == "sensing" else (),
             memory_bytes=memory_bytes,
             insecure=insecure,
             use_namespace=use_namespace,
             use_seccomp=use_seccomp,
             probe=probe,
+            kind=kind.name,
+            role=role,
         )
-        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper)
+        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper,
+                           kind=kind, handoff=handoff)
 
     @property
     def config(self) -> ChildConfig:
