@@ -94,6 +94,11 @@ class VirtualBusServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
 
+    def target_names(self) -> str:
+        addresses = sorted(self.target.targets) if isinstance(self.target, BusTargets) \
+            else [self.target.address]
+        return ", ".join(f"target 0x{a:02x}" for a in addresses)
+
     @property
     def connections(self) -> int:
         """Clients connected right now."""
@@ -119,7 +124,7 @@ class VirtualBusServer:
             raise InputError(f"cannot serve the virtual bus on {self.requested}: {error}")
         assert self.address is not None
         self.events.name = f"virtual bus {self.address}"
-        log.info("virtual I2C bus on %s (target 0x%02x)", self.address, self.target.address)
+        log.info("virtual I2C bus on %s (%s)", self.address, self.target_names())
         return self.address
 
     def stop(self) -> None:
