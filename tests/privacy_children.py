@@ -177,3 +177,32 @@ def probe_gallery_folder(hub, stop, config, embedder=None, link=None):
     attempt("write gallery folder", write_beside)
     attempt("read key", read_key)
     steady(hub, stop, config)
+
+
+def voice_forger(hub, stop, config, channel):
+    """A compromised voice process (2 commands enrolled, no wake word): a burst of ten
+    valid events at once, then three lies (a command not enrolled, a wake word nobody
+    listens for, a counter that jumps), then the next valid event."""
+    from mlsensors.privacy.channel import ChildState
+    from mlsensors.voice.kind import TAG_VOICE
+    from mlsensors.voice.record import EventKind, VoiceEvent, pack
+
+    def frame(kind, command, counter, when):
+        return bytes([TAG_VOICE]) + pack(VoiceEvent(kind, command, 90, counter, when))
+
+    def beat(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not stop.is_set():
+            channel.status(ChildState.RUNNING)
+            time.sleep(0.3)
+
+    channel.status(ChildState.RUNNING)
+    os.write(config.record_fd, b"".join(frame(EventKind.COMMAND, 1, c, 10 * c)
+                                        for c in range(1, 11)))
+    beat(3.0)
+    for lie in (frame(EventKind.COMMAND, 5, 11, 200), frame(EventKind.WAKE, 0, 11, 200),
+                frame(EventKind.COMMAND, 0, 30, 200)):
+        os.write(config.record_fd, lie)
+        beat(0.7)
+    os.write(config.record_fd, frame(EventKind.COMMAND, 0, 11, 300))
+    beat(60.0)

@@ -7,6 +7,7 @@ facing the camera, or one with no face) and real Speech Commands clips, paced as
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from mlsensors.errors import InputError, ProtocolError
-from mlsensors.hub import Hub, SensorStatus
+from mlsensors.hub import Hub, RegisterWrite, SensorStatus
 from mlsensors.types import PersonFace, PersonResult
 from mlsensors.voice.events import VoiceHub
 from mlsensors.voice.gate import Gate, default_gate
@@ -388,3 +389,39 @@ def test_voice_alone_serves_the_bus_register(tmp_path, kws_store, words):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "sealed: namespace=True" in err or "sealed:" in err, err
+
+
+def test_the_guard_checks_a_hostile_voice_process(monkeypatch):
+    """The real sealed child and guard with the voice kind: a burst passes at most 2
+    events a second with the counter still forced; lies are dropped as malformed; what
+    is published carries the guard's own count; register writes are refused."""
+    from guard_helpers import SRC, TESTS
+
+    from mlsensors.privacy.child import ChildConfig
+    from mlsensors.privacy.guard import Guard, GuardTiming
+    from mlsensors.voice.kind import VOICE
+
+    monkeypatch.setenv("PYTHONPATH", f"{SRC}:{TESTS}")
+    voice = VoiceHub(("lamp on", "lamp off"))
+    times = []
+    voice.subscribe(lambda s: s.new is not None and times.append(time.monotonic()))
+    config = ChildConfig(-1, -1, work="privacy_children:voice_forger",
+                         sensor_options=json.dumps({"commands": 2}), memory_bytes=1 << 30)
+    guard = Guard(voice, config, max_rate=30.0, kind=VOICE,
+                  timing=GuardTiming(startup_timeout=30.0, watchdog=5.0))
+    assert guard.max_rate == 2.0  # the kind's cap, whatever the caller asks
+    guard.start()
+    try:
+        deadline = time.monotonic() + 60
+        while voice.snapshot().published < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(ProtocolError, match="no register writes"):
+            guard.send(RegisterWrite(0x01, 0))
+        stats = guard.stats()
+    finally:
+        guard.stop()
+    snap = voice.snapshot()
+    assert [e.counter for e in snap.events] == [1, 2, 3, 4, 5]
+    assert [e.name for e in snap.events] == ["lamp off"] * 4 + ["lamp on"]
+    assert stats.malformed >= 3 and stats.over_rate >= 6
+    assert min(b - a for a, b in itertools.pairwise(times)) > 0.4

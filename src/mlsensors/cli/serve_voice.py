@@ -104,7 +104,8 @@ def build(args: argparse.Namespace, person_hub, **sealed_kwargs) -> VoiceService
     gate = Gate(gate_mode, person_hub, facing_seconds=args.facing_seconds)
     _ensure_models(wake_word)
     hub = VoiceHub(tuple(commands.names()), gate)
-    options = {"wake_word": wake_word, "threshold": args.voice_threshold}
+    options = {"wake_word": wake_word, "threshold": args.voice_threshold,
+               "commands": len(commands)}
     sensor = SealedSensor(hub, os.path.abspath(source) if source != "mic" else "mic",
                           options, kind=VOICE, role="microphone",
                           handoff=template_blocks(commands),

@@ -264,7 +264,7 @@ class Guard:
         self.kind = kind
         self.handoff = handoff
         self.config = replace(config, kind=kind.name)
-        self._check = kind.checker()
+        self._check = kind.checker(self.config)
         self.max_rate = float(max_rate)
         self.timing = timing or GuardTiming()
         self.python = python or sys.executable
@@ -515,7 +515,7 @@ class Guard:
                 self._totals = replace(self._totals, crashes=self._totals.crashes + 1)
             return f"could not be started ({e.strerror or e})"
         inbox = self._new_inbox()
-        self._check = self.kind.checker()  # the rules across records start again
+        self._check = self.kind.checker(self.config)  # the rules start again
         with self._lock:
             self._child, self._command_fd, self._inbox = child, command_w, inbox
             owed, self._owed = self._owed, []

@@ -34,8 +34,9 @@ class RecordKind:
     """The frame tag of this kind's records on the channel (the status tag is shared)."""
     work: str
     """`module:function` the sealed child runs (`(hub, stop, config, **extra)`)."""
-    checker: Callable[[], RecordCheck]
-    """A fresh check for each child (the rules across records start again)."""
+    checker: Callable[[Any], RecordCheck]
+    """A fresh check for each child, from its ChildConfig (the rules across records
+    start again; the configuration says e.g. how many commands are enrolled)."""
     stamp: Callable[[Any, int], Any]
     """The record as published: the guard's own clock and count, never the child's."""
     empty: Callable[[int], Any] | None
@@ -52,7 +53,7 @@ class RecordKind:
     """Whether register writes (the Person Sensor's) reach this kind's child."""
 
 
-def _person_check() -> RecordCheck:
+def _person_check(config) -> RecordCheck:
     from mlsensors.privacy.channel import decode_result
 
     def check(body: bytes, now: float, skipped: int):

@@ -36,7 +36,9 @@ def voice_sensor(hub, stop: threading.Event, config, channel) -> None:
     channel.link.receive(receiver)
     hub.set_controller(refuse)  # the command thread now passes the blocks on
     commands = receiver.wait(stop)
-    options = VoiceOptions(**json.loads(config.sensor_options))
+    settings = json.loads(config.sensor_options)
+    settings.pop("commands", None)  # the guard's to check, not an option
+    options = VoiceOptions(**settings)
     store = ModelStore(config.model_dir or None)
     source = open_audio_source(config.source or "mic")
     if config.realtime:

@@ -9,18 +9,23 @@ and each one matters, so a short FIFO keeps two that arrive within one tick, and
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 
 from mlsensors.privacy.kind import RecordKind
+from mlsensors.voice.matcher import MAX_COMMANDS
 from mlsensors.voice.record import MAX_RATE, RecordChecker, VoiceEvent
 
 TAG_VOICE = ord("V")
 BACKLOG = 4
 
 
-def _check():
-    return RecordChecker(max_rate=MAX_RATE).check
+def _check(config):
+    """Commands below the number enrolled, the wake word only when one is listened for."""
+    options = json.loads(config.sensor_options or "{}")
+    return RecordChecker(options.get("commands", MAX_COMMANDS), MAX_RATE,
+                         wake=bool(options.get("wake_word"))).check
 
 
 def _stamp(event: VoiceEvent, published: int) -> VoiceEvent:

@@ -112,9 +112,12 @@ def unpack(data: bytes, num_commands: int = MAX_COMMANDS) -> VoiceEvent:
 class RecordChecker:
     """The guard's stateful checks across records, on top of `unpack`'s."""
 
-    def __init__(self, num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE) -> None:
+    def __init__(self, num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE, *,
+                 wake: bool = True) -> None:
         self.num_commands = num_commands
         self.max_rate = max_rate
+        self.wake = wake
+        """Whether a wake word is listened for (else a wake record is a lie)."""
         self.counter = 0
         self.when_ms = 0
         self._last_event_at: float | None = None
@@ -124,6 +127,8 @@ class RecordChecker:
         `skipped`: events the guard itself dropped since the last one (a burst over its
         rate), so the counter stays forced: it must be exactly that many further on."""
         e = unpack(data, self.num_commands)
+        if e.kind == EventKind.WAKE and not self.wake:
+            raise ProtocolError("a wake-word record from a sensor without a wake word")
         if e.when_ms < self.when_ms:
             raise ProtocolError(f"voice record time went back ({e.when_ms} < {self.when_ms} ms)")
         if e.kind == EventKind.NONE:
