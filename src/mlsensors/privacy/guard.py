@@ -17,6 +17,12 @@ stream: when no result comes for about two of its recent frame intervals (`late_
 they are withdrawn, and after LATE_FAULT_S without one the status is "fault" and the
 log says so, long before the watchdog (a stopped or stuck process).
 
+What the records are is the sensor kind's business (privacy/kind.py): its frame tag,
+its checker (stateful across one child's records), how a record is stamped, whether
+records are a stream of states (the person sensor: withdrawn when late) or sparse
+events (the voice sensor: a short FIFO, never "late"), and its own rate cap. The guard
+itself is the same for every kind.
+
 A sensor that keeps state across restarts (face IDs: the gallery) gives the guard a
 `Keeper`. The child then has a third pipe, the store pipe, for fixed-size records the
 keeper validates; the keeper holds the file, acts on the register writes that touch it

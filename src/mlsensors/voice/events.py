@@ -58,7 +58,10 @@ class VoiceHub:
         self._controller = None
 
     def publish(self, event: VoiceEvent, status: SensorStatus | None = None) -> VoiceSnapshot:
-        """One event from the guard: named, gated, and if it passes, published."""
+        """One event from the guard: named, gated, and if it passes, published. An empty
+        record (no event yet) only carries the status."""
+        if event.kind == EventKind.NONE:
+            return self.set_status(status) if status is not None else self.snapshot()
         with self._lock:
             snap = self._snapshot
             names = snap.commands
@@ -66,7 +69,7 @@ class VoiceHub:
             event = replace(event, name=WAKE_NAME)
         elif event.kind == EventKind.COMMAND and event.command < len(names):
             event = replace(event, name=names[event.command])
-        passed = event.kind != EventKind.NONE and (self._gate is None or self._gate(event))
+        passed = self._gate is None or self._gate(event)
         with self._lock:
             snap = self._snapshot
             snap = replace(
