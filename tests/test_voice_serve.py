@@ -425,3 +425,19 @@ def test_the_guard_checks_a_hostile_voice_process(monkeypatch):
     assert [e.name for e in snap.events] == ["lamp off"] * 4 + ["lamp on"]
     assert stats.malformed >= 3 and stats.over_rate >= 6
     assert min(b - a for a, b in itertools.pairwise(times)) > 0.4
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--voice", "/no/such/clips"], "--voice /no/such/clips: no such file or folder"),
+    (["--voice", "-"], "standard input is not passed"),
+    (["--no-person", "--source", "demo", "--voice", "x"], "drop --source"),
+    (["--command-pins", "5", "--source", "demo"], "--command-pins needs --voice"),
+    (["--no-person", "--voice", "{clips}", "--gate", "facing"], "needs the person sensor"),
+    (["--no-person", "--voice", "{clips}", "--gate", "none", "--voice-store", "{store}"],
+     "no voice commands are enrolled"),
+])
+def test_bad_voice_arguments_are_one_line_errors(tmp_path, args, message):
+    args = [a.format(clips=tmp_path, store=tmp_path / "none.bin") for a in args]
+    out = serve(*args, "--http", "127.0.0.1:0")
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr

@@ -100,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
             transports.append(pin)
     if voice is not None:
         sensors.append(voice.sensor)
-        pins = gpio.command_pins_from_args(args, voice_hub)
-        if pins is not None:
-            transports.append(pins)
+    pins = gpio.command_pins_from_args(args, voice_hub)  # refused without --voice
+    if pins is not None:
+        transports.append(pins)
     if not transports:
         raise InputError("nothing to serve to: give at least one of --bus, --i2c-target, "
                          "--presence-pin, --command-pins, --mqtt, --http (see `mlsensors "

@@ -95,13 +95,14 @@ def build(args: argparse.Namespace, person_hub, **sealed_kwargs) -> VoiceService
                          f"FILE or a FOLDER of clips)")
     gate_mode = args.gate or default_gate(person_hub is not None)
     wake_word = args.wake_word or ("alexa" if gate_mode in ("wake", "both") else None)
-    commands = TemplateFile(args.voice_store, args.voice_key).load()
-    if not len(commands) and not wake_word:
-        raise InputError("no voice commands are enrolled; `mlsensors voice enroll --command "
-                         "NAME FILE...` first")
     if args.facing_seconds <= 0:
         raise InputError("--facing-seconds must be positive")
     gate = Gate(gate_mode, person_hub, facing_seconds=args.facing_seconds)
+    commands = TemplateFile(args.voice_store, args.voice_key).load()
+    if not len(commands) and not wake_word:
+        gate.close()
+        raise InputError("no voice commands are enrolled; `mlsensors voice enroll --command "
+                         "NAME FILE...` first")
     _ensure_models(wake_word)
     hub = VoiceHub(tuple(commands.names()), gate)
     options = {"wake_word": wake_word, "threshold": args.voice_threshold,
