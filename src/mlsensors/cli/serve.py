@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if not person and (args.source is not None or args.id):
         raise InputError("--no-person runs no camera: drop --source and --id")
     hub = Hub()
+    if not person:  # the status page says so rather than "starting" for ever
+        from mlsensors.hub import SensorStatus
+
+        hub.set_status(SensorStatus("stopped", detail="no camera (--no-person)"))
     voice = serve_voice.build(args, hub if person else None, insecure=args.insecure)
     voice_hub = voice.hub if voice is not None else None
     transports = [t for t in (virtual_bus.from_args(args, hub if person else None, voice_hub),
