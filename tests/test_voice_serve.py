@@ -441,3 +441,22 @@ def test_bad_voice_arguments_are_one_line_errors(tmp_path, args, message):
     out = serve(*args, "--http", "127.0.0.1:0")
     assert out.returncode == 1, out.stderr
     assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_the_microphone_role_reaches_capture_devices_only(monkeypatch, tmp_path):
+    from mlsensors.privacy import child
+    from mlsensors.privacy.child import ChildConfig, policy_for
+
+    nodes = ("/dev/snd/controlC0", "/dev/snd/pcmC0D0c")
+    monkeypatch.setattr(child.glob, "glob", lambda pattern: [
+        n for n in nodes if n.startswith(pattern.split("*")[0])])
+    mic = policy_for(ChildConfig(-1, -1, kind="voice", role="microphone", source="mic"))
+    assert set(mic.device_paths) == set(nodes)
+    assert not any(p.endswith("p") for p in mic.device_paths)  # no playback node
+    clip = tmp_path / "clip.flac"
+    clip.write_bytes(b"")
+    from_file = policy_for(ChildConfig(-1, -1, kind="voice", role="microphone",
+                                       source=str(clip)))
+    assert from_file.device_paths == () and str(clip) in from_file.read_paths
+    camera = policy_for(ChildConfig(-1, -1, source=str(clip)))
+    assert not any(p.startswith("/dev/snd") for p in camera.device_paths)
