@@ -214,6 +214,12 @@ def test_voice_events_reach_a_real_broker_and_gated_ones_do_not(tmp_path):
             assert json.loads(state.payload)["last_command"] == "lamp off"
             assert json.loads(state.payload)["gated"] == 1
             assert watcher.on("mlsensors/hall_voice/command/0", after=mark) == []
+            mark = watcher.mark()  # Home Assistant restarts: the state comes again
+            from test_mqtt import send
+
+            send(broker.port, "homeassistant/status", "online")
+            again = watcher.wait("mlsensors/hall_voice/state", after=mark)
+            assert json.loads(again.payload)["last_command"] == "lamp off"
         watcher.wait("mlsensors/hall_voice/availability", lambda m: m.payload == b"offline")
         watcher.close()
     finally:

@@ -8,7 +8,7 @@ dead sensor must not leave one behind). Commands the gate held back are never se
 their count is in the state. It accepts no control: the voice sensor has nothing to
 set. Like `MqttBridge`, it never blocks the sensor: publishing only queues in paho, and
 a broker that is down is retried with backoff; every (re)connection republishes the
-configs and the state.
+configs and the state, as does Home Assistant announcing itself on its status topic.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class VoiceMqttBridge:
         client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
         self._client = client
         client.connect_async(s.host, s.port, keepalive=s.keepalive)
         client.loop_start()
@@ -91,6 +92,7 @@ class VoiceMqttBridge:
                       self.settings.host, self.settings.port, reason_code)
             return
         snap = self.voice.snapshot()
+        client.subscribe([(self.topics.ha_status, 1)])
         client.publish(self.topics.availability, ha.ONLINE, qos=1, retain=True)
         for m in ha_voice.voice_configs(self.topics, self.device, snap.commands,
                                         self.wake_word):
@@ -100,6 +102,12 @@ class VoiceMqttBridge:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self._connected = False
+
+    def _on_message(self, client, userdata, message) -> None:
+        """Home Assistant came back: the state (never retained) again, at once."""
+        if message.topic == self.topics.ha_status and message.payload == b"online":
+            client.publish(self.topics.state, ha_voice.state_payload(self.voice.snapshot()),
+                           qos=1, retain=False)
 
     def _on_snapshot(self, snap: VoiceSnapshot) -> None:
         client = self._client
