@@ -8,7 +8,6 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -23,7 +22,8 @@ from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.privacy.channel import Capacity, capacity
 from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
-from mlsensors.privacy.launch import WAITER_COMM
+from mlsensors.privacy.launch import WAITER_COMM, descendants_named
+from mlsensors.privacy.launch import comm_of as _comm
 from mlsensors.privacy.policy import NAMESPACES, role
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
 from mlsensors.sensors.person import SensorOptions
@@ -299,7 +299,7 @@ def _embedder_check(sensing: ProcView, guard: ProcView) -> Check:
     seccomp, no capabilities, no writes, its memory cap) and hold nothing but pipes."""
     embed_cap = role("embedder").limits.address_space
     waiter = int(sensing.status.get("PPid", "0"))
-    embedders = _descendants_named(waiter, role("embedder").comm)
+    embedders = descendants_named(waiter, role("embedder").comm)
     if len(embedders) != 1:
         return Check("embedding process sealed", False,
                      f"expected one embedding process beside PID {sensing.pid}, found "
@@ -400,32 +400,6 @@ def _cmdline(pid: int) -> bytes | None:
         return None
 
 
-def _comm(pid: int | str) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _descendants_named(pid: int, comm: str) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            with contextlib.suppress(OSError), \
-                    open(f"/proc/{current}/task/{task}/children") as f:
-                for kid in map(int, f.read().split()):
-                    todo.append(kid)
-                    if _comm(kid) == comm:
-                        found.append(kid)
-    return found
-
-
 def find_sealed_children() -> list[int]:
     """PIDs of running sensing processes (started by any guard on this machine): the
     launcher names them (a fixed thread name, since their command line is empty)."""
@@ -461,7 +435,7 @@ def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
                     f"started by the launcher (guard PID {parent.pid})" if sealed
                     else "started with --insecure")]
     hwm = _kb(view.status.get("VmHWM", ""))
-    identify = bool(_descendants_named(waiter.pid, role("embedder").comm))
+    identify = bool(descendants_named(waiter.pid, role("embedder").comm))
     checks += _proc_checks(view, parent, memory, hwm, identify)
     if identify:
         checks.append(_embedder_check(view, parent))

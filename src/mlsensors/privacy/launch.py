@@ -174,6 +174,35 @@ def code_paths() -> tuple[str, ...]:
     return tuple(sorted(p for p in paths if os.path.exists(p)))
 
 
+def comm_of(pid: int | str) -> str:
+    """/proc/PID/comm ("" when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def descendants_named(pid: int, comm: str) -> list[int]:
+    """Processes below `pid` whose thread name is `comm` (how sealed processes are
+    found: their command line is empty)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError, ValueError), \
+                    open(f"/proc/{current}/task/{task}/children") as f:
+                for kid in map(int, f.read().split()):
+                    todo.append(kid)
+                    if comm_of(kid) == comm:
+                        found.append(kid)
+    return sorted(found)
+
+
 def sealed_pid(waiter_pid: int, comm: str) -> int:
     """The sealed process of a waiter (its child named `comm`), 0 while there is none."""
     try:
@@ -181,11 +210,7 @@ def sealed_pid(waiter_pid: int, comm: str) -> int:
             kids = [int(k) for k in f.read().split()]
     except OSError:
         return 0
-    for kid in kids:
-        with contextlib.suppress(OSError), open(f"/proc/{kid}/comm") as f:
-            if f.read().strip() == comm:
-                return kid
-    return 0
+    return next((kid for kid in kids if comm_of(kid) == comm), 0)
 
 
 # --- what got applied ----------------------------------------------------------------
