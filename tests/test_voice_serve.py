@@ -274,7 +274,7 @@ def test_status_page_lists_events_and_nothing_else(tmp_path):
 
 def test_templates_travel_as_blocks_and_the_child_reaches_no_store(tmp_path):
     from mlsensors.privacy.channel import split_commands
-    from mlsensors.privacy.child import ChildConfig, policy_for
+    from mlsensors.privacy.child import ChildConfig, launch_spec
     from mlsensors.voice.matcher import CommandSet
     from mlsensors.voice.template_link import TemplateReceiver, template_blocks
 
@@ -291,12 +291,12 @@ def test_templates_travel_as_blocks_and_the_child_reaches_no_store(tmp_path):
     assert receiver.commands.names() == commands.names()
     assert np.array_equal(receiver.commands.templates("word 3"), commands.templates("word 3"))
     config = ChildConfig(-1, -1, kind="voice", role="microphone", source="mic",
-                         model_dir=str(tmp_path / "models"))
-    policy = policy_for(config)
-    assert not policy.write_paths
+                         model_dir=str(tmp_path))
+    policy = launch_spec(config).policy
+    assert policy.role == "microphone" and not policy.write_paths
     assert not any("voice.bin" in p or "share/mlsensors" in p for p in policy.read_paths)
-    with pytest.raises(Exception, match="role"):
-        policy_for(ChildConfig(-1, -1, role="anything"))
+    with pytest.raises(ValueError, match="role"):
+        launch_spec(ChildConfig(-1, -1, role="anything"))
 
 
 def serve(*args: str, env=None) -> subprocess.CompletedProcess:
@@ -394,7 +394,7 @@ def test_voice_alone_serves_the_bus_register(tmp_path, kws_store, words):
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert "sealed: namespace=True" in err or "sealed:" in err, err
+    assert "sealed: role=microphone" in err, err
 
 
 def test_the_guard_checks_a_hostile_voice_process(monkeypatch):
@@ -450,19 +450,22 @@ def test_bad_voice_arguments_are_one_line_errors(tmp_path, args, message):
 
 
 def test_the_microphone_role_reaches_capture_devices_only(monkeypatch, tmp_path):
-    from mlsensors.privacy import child
-    from mlsensors.privacy.child import ChildConfig, policy_for
+    from mlsensors.privacy import policy
+    from mlsensors.privacy.child import ChildConfig, launch_spec
 
-    nodes = ("/dev/snd/controlC0", "/dev/snd/pcmC0D0c")
-    monkeypatch.setattr(child.glob, "glob", lambda pattern: [
-        n for n in nodes if n.startswith(pattern.split("*")[0])])
-    mic = policy_for(ChildConfig(-1, -1, kind="voice", role="microphone", source="mic"))
-    assert set(mic.device_paths) == set(nodes)
-    assert not any(p.endswith("p") for p in mic.device_paths)  # no playback node
+    nodes = ("/dev/snd/controlC0", "/dev/snd/pcmC0D0c", "/dev/snd/pcmC0D0p",
+             "/dev/snd/seq", "/dev/snd/timer")
+    monkeypatch.setattr(policy.DeviceFamily, "nodes", lambda self: nodes
+                        if self.name == "alsa" else ())
+    mic = launch_spec(ChildConfig(-1, -1, kind="voice", role="microphone",
+                                  source="mic")).policy
+    assert set(mic.devices) == {"/dev/snd/controlC0", "/dev/snd/pcmC0D0c"}  # no playback
+    assert mic.limits.address_space == 512 << 20
     clip = tmp_path / "clip.flac"
     clip.write_bytes(b"")
-    from_file = policy_for(ChildConfig(-1, -1, kind="voice", role="microphone",
-                                       source=str(clip)))
-    assert from_file.device_paths == () and str(clip) in from_file.read_paths
-    camera = policy_for(ChildConfig(-1, -1, source=str(clip)))
-    assert not any(p.startswith("/dev/snd") for p in camera.device_paths)
+    from_file = launch_spec(ChildConfig(-1, -1, kind="voice", role="microphone",
+                                        source=str(clip))).policy
+    assert from_file.devices == () and str(clip) in from_file.read_paths
+    camera = launch_spec(ChildConfig(-1, -1, source=str(clip))).policy
+    assert camera.role == "sensing"
+    assert not any(p.startswith("/dev/snd") for p in camera.devices)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsensors.errors import InputError
+from mlsensors.privacy.policy import role
 from mlsensors.voice.gate import FACING_SECONDS, GATES, Gate, default_gate
 
-VOICE_MEMORY_CAP = 512 << 20
-"""RLIMIT_AS of the sealed voice process: measured peak address space 235 MiB with the
-wake word on a folder of clips (66 MiB resident; bench/voice_sealed_bench.py),
-with room for a long file decoded whole (≤ 10 min: ~40 MiB of samples, twice)."""
+VOICE_MEMORY_CAP = role("microphone").limits.address_space
+"""RLIMIT_AS of the sealed voice process (512 MiB, the microphone role's): measured peak
+address space 235 MiB with the wake word on a folder of clips (66 MiB resident;
+bench/voice_sealed_bench.py), with room for a long file decoded whole (≤ 10 min:
+~40 MiB of samples, twice)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

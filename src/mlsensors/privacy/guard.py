@@ -47,6 +47,7 @@ from typing import Protocol
 
 from mlsensors.errors import MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
+from mlsensors.privacy import launch
 from mlsensors.privacy.channel import (
     FRAME_SIZE,
     PIPE_BUF,
@@ -59,9 +60,11 @@ from mlsensors.privacy.channel import (
     decode_status,
     encode_command,
 )
-from mlsensors.privacy.child import EXIT_SEAL_FAILED, THREAD_ENV, ChildConfig
+from mlsensors.privacy.child import THREAD_ENV, ChildConfig, launch_spec
 from mlsensors.privacy.kind import PERSON, RecordKind
+from mlsensors.privacy.launch import EXIT_SEAL_FAILED, sealed_pid
 from mlsensors.privacy.logfilter import LogFilter
+from mlsensors.privacy.policy import Policy, role
 from mlsensors.wire.registers import REGISTER_MAP, check_write
 
 log = logging.getLogger("mlsensors.guard")
@@ -256,7 +259,10 @@ class Guard:
         keeper: Keeper | None = None,
         kind: RecordKind = PERSON,
         handoff: bytes = b"",
+        policy: Policy | None = None,
     ) -> None:
+        """`policy`: the child's role policy (None: `policy.role(config.role)`); only
+        tests give another, to reopen one channel and see the audit fail."""
         if kind.max_rate is not None:
             max_rate = min(max_rate, kind.max_rate)
         if not 0 < max_rate <= 1000:
@@ -271,6 +277,7 @@ class Guard:
         self.handoff = handoff
         self.config = replace(config, kind=kind.name)
         self._check = kind.checker(self.config)
+        self.policy = policy
         self.max_rate = float(max_rate)
         self.timing = timing or GuardTiming()
         self.python = python or sys.executable
@@ -332,8 +339,15 @@ class Guard:
 
     @property
     def child_pid(self) -> int:
+        """The sensing process (inside its sandbox; 0 until it is sealed). The guard's
+        own child is the launcher's waiter, whose death kills it."""
         with self._lock:
-            return self._child.pid if self._child is not None else 0
+            child = self._child
+        if child is None:
+            return 0
+        if self.config.insecure:
+            return child.pid
+        return sealed_pid(child.pid, (self.policy or role(self.config.role)).comm)
 
     @property
     def peak_rss_kb(self) -> int:
@@ -343,6 +357,7 @@ class Guard:
     def stats(self) -> GuardStats:
         # The inbox and the totals are swapped together under _lock when a child ends,
         # so reading both under it never counts a child's frames twice.
+        child_pid = self.child_pid
         with self._lock:
             inbox, totals = self._inbox, self._totals
             with inbox.lock:
@@ -351,7 +366,7 @@ class Guard:
                                malformed=totals.malformed + inbox.malformed,
                                over_rate=totals.over_rate + inbox.over_rate,
                                recent_restarts=len(self._restart_times),
-                               child_pid=self._child.pid if self._child else 0,
+                               child_pid=child_pid,
                                log_lines_dropped=self.logs.dropped,
                                kept=self._kept, late=self._late_count)
 
@@ -483,12 +498,10 @@ class Guard:
         env.update(THREAD_ENV)
         passed = (record_w, command_r) + ((store_w,) if store_r is not None else ())
         try:
-            child = subprocess.Popen(
-                [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=passed, close_fds=True, env=env,
-                cwd="/",
-            )
+            child = launch.start(launch_spec(config, self.policy), env=env,
+                                 python=self.python, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 pass_fds=passed)
         except BaseException:
             for fd in (record_r, command_w, store_r):
                 if fd is not None:
@@ -654,7 +667,7 @@ class Guard:
                 # (e.g. a failed save) waits for a tick without a record
                 self.hub.set_status(self._status(*self._shown))
             if now >= next_sample:
-                self._sample_memory(child.pid)
+                self._sample_memory(self.child_pid)
                 next_sample = now + 1.0
             if child.poll() is not None:
                 # Give its last frames their ticks first: a finite source's child writes
