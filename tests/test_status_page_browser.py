@@ -144,6 +144,29 @@ def test_read_only_page_has_no_controls(browser):
         assert logs == []  # no CSP violations, no script errors
 
 
+def test_voice_events_are_listed_live(browser):
+    from mlsensors.voice.events import VoiceHub
+    from mlsensors.voice.record import EventKind, VoiceEvent
+
+    hub, voice = Hub(), VoiceHub(("lamp on", "lamp off"), gate=lambda e: e.command == 1)
+    with StatusPage(hub, port=0) as page:  # no voice sensor: no voice card
+        browser.get(page.url)
+        wait_for(browser, lambda d: text(d, "link") == "live")
+        assert not browser.find_element(By.ID, "voice").is_displayed()
+    with StatusPage(hub, port=0, voice=voice) as page:
+        browser.get(page.url)
+        wait_for(browser, lambda d: text(d, "link") == "live")
+        assert browser.find_element(By.ID, "voice").is_displayed()
+        voice.publish(VoiceEvent(EventKind.COMMAND, 0, 88, 1, 0, timestamp=time.time()))
+        voice.publish(VoiceEvent(EventKind.COMMAND, 1, 93, 2, 0, timestamp=time.time()))
+        wait_for(browser, lambda d: text(d, "voice-gated") == "1")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#voice-events tbody tr")
+        assert [r.text.split()[:3] for r in rows] == [["lamp", "off", "93"]]
+        assert text(browser, "voice-published") == "1"
+        logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert logs == []
+
+
 def timeline_pixels(driver) -> tuple[np.ndarray, float]:
     """The timeline canvas as drawn (RGB) and its screenshot pixels per canvas pixel."""
     import cv2

@@ -77,9 +77,19 @@ def test_checker_enforces_counter_clock_and_rate():
 
 def test_capacity_follows_the_rules():
     c = capacity(num_commands=16, max_rate=2.0)
-    assert c.symbols_per_slot == 1 + 17 * 101
+    assert c.symbols_per_slot == 1 + 6 * 7 + 17 * 101  # nothing, a status, an event
     assert 21 < c.bits_per_second < 22
     assert c.seconds_per_ring > 3 * 3600
     assert capacity(num_commands=4).bits_per_second < c.bits_per_second
     assert capacity(max_rate=4.0).bits_per_second == pytest.approx(2 * c.bits_per_second)
     assert "bit/s" in c.describe()
+
+
+def test_events_the_guard_dropped_keep_the_counter_forced():
+    checker = RecordChecker(num_commands=2)
+    checker.check(pack(VoiceEvent(EventKind.COMMAND, 1, 80, 1, 100)), now=1.0)
+    with pytest.raises(ProtocolError, match="counter"):
+        checker.check(pack(VoiceEvent(EventKind.COMMAND, 1, 80, 3, 900)), now=2.0)
+    event = checker.check(pack(VoiceEvent(EventKind.COMMAND, 1, 80, 3, 900)), now=2.0,
+                          skipped=1)
+    assert event.counter == 3

@@ -40,20 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_gallery_arguments(ids)
     ids.add_argument("--no-persist", action="store_true",
                      help="start with PERSIST_IDS=0: learnt IDs live in memory only")
+    from mlsensors.cli import serve_voice
     from mlsensors.privacy import sealed
     from mlsensors.transports import gpio, mqtt, pi_bsc, virtual_bus
     from mlsensors.transports import http as status_page
 
+    serve_voice.add_arguments(p)
     sealed.add_arguments(p)
     for transport in (virtual_bus, pi_bsc, gpio, mqtt, status_page):  # at least one
         transport.add_arguments(p)
+    gpio.add_command_pin_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlsensors.cli import serve_voice
     from mlsensors.hub import Hub
     from mlsensors.privacy import sealed
-    from mlsensors.transports import descriptors, gpio, mqtt, pi_bsc, virtual_bus
+    from mlsensors.transports import descriptors, gpio, mqtt, mqtt_voice, pi_bsc, virtual_bus
     from mlsensors.transports import http as status_page
     from mlsensors.wire.device import DeviceState, PersonSensorDevice, RegisterLink
 
@@ -61,29 +65,54 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--duration {args.duration:g}: give a positive number of seconds")
     logging.basicConfig(level=logging.INFO, format="mlsensors: %(message)s",
                         stream=sys.stderr)
+    person = not args.no_person
+    if not person and (args.source is not None or args.id):
+        raise InputError("--no-person runs no camera: drop --source and --id")
     hub = Hub()
-    transports = [t for t in (virtual_bus.from_args(args, hub), pi_bsc.from_args(args, hub),
-                              mqtt.from_args(args, hub), status_page.from_args(args, hub))
-                  if t is not None]
-    sensor = sealed.from_args(
-        args, hub, options=sensor_options(args), loop=args.loop, identify=args.id,
-        gallery=str(args.gallery) if args.gallery else None,
-        key_file=str(args.key) if args.key else None, persist=not args.no_persist)
-    if args.source is not None:
-        # The sealed child checks again and decodes; here only what needs no content.
-        from mlsensors.source_names import check_source
+    if not person:  # the status page says so rather than "starting" for ever
+        from mlsensors.hub import SensorStatus
 
-        check_source(args.source)
-    device = PersonSensorDevice(
-        RegisterLink(sensor.guard.send, ids=args.id),
-        DeviceState(enable_id=args.id, persist_ids=not args.no_persist))
-    pin = gpio.from_args(args, device)
-    if pin is not None:
-        transports.append(pin)
+        hub.set_status(SensorStatus("stopped", detail="no camera (--no-person)"))
+    voice = serve_voice.build(args, hub if person else None, insecure=args.insecure)
+    voice_hub = voice.hub if voice is not None else None
+    transports = [t for t in (virtual_bus.from_args(args, hub if person else None, voice_hub),
+                              pi_bsc.from_args(args, hub) if person else None,
+                              mqtt.from_args(args, hub) if person else None,
+                              mqtt_voice.from_args(args, voice_hub,
+                                                   wake_word=voice is not None
+                                                   and voice.wake_word is not None),
+                              status_page.from_args(args, hub, voice_hub))
+                  if t is not None]
+    sensors = []
+    device = None
+    if person:
+        sensor = sealed.from_args(
+            args, hub, options=sensor_options(args), loop=args.loop, identify=args.id,
+            gallery=str(args.gallery) if args.gallery else None,
+            key_file=str(args.key) if args.key else None, persist=not args.no_persist)
+        sensors.append(sensor)
+        if args.source is not None:
+            # The sealed child checks again and decodes; here only what needs no content.
+            from mlsensors.source_names import check_source
+
+            check_source(args.source)
+        device = PersonSensorDevice(
+            RegisterLink(sensor.guard.send, ids=args.id),
+            DeviceState(enable_id=args.id, persist_ids=not args.no_persist))
+        pin = gpio.from_args(args, device)
+        if pin is not None:
+            transports.append(pin)
+    if voice is not None:
+        sensors.append(voice.sensor)
+    pins = gpio.command_pins_from_args(args, voice_hub)  # refused without --voice
+    if pins is not None:
+        transports.append(pins)
     if not transports:
         raise InputError("nothing to serve to: give at least one of --bus, --i2c-target, "
-                         "--presence-pin, --mqtt, --http (see `mlsensors serve --help`)")
-    ensure_detector(args.model)
+                         "--presence-pin, --command-pins, --mqtt, --http (see `mlsensors "
+                         "serve --help`)")
+    if person:
+        ensure_detector(args.model)
     if args.id:
         ensure_id_models()
     # Peers never take the descriptors the guard needs to restart the sensing process.
@@ -97,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     started = []
-    sensor.start()
-    detach = device.attach(hub)  # after start: the device, not the guard, takes writes
+    for sensor in sensors:
+        sensor.start()
+    # after start: the device, not the guard, takes writes
+    detach = device.attach(hub) if device is not None else (lambda: None)
     try:
         for transport in transports:
             where = transport.start()
@@ -109,15 +140,23 @@ def run(args: argparse.Namespace) -> int:
         while not stop.wait(0.2):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if not sensor.running:
+            if not all(sensor.running for sensor in sensors):
                 break
     finally:
         for transport in reversed(started):
             transport.stop()
         detach()
-        sensor.stop()
-    status = hub.snapshot().status
-    if status.state == "fault":
-        print(f"mlsensors: error: the sensor stopped: {status.detail}", file=sys.stderr)
-        return EXIT_SENSOR_FAILED
+        for sensor in sensors:
+            sensor.stop()
+        if voice is not None:
+            voice.gate.close()
+    if voice is not None:
+        snap = voice.hub.snapshot()
+        logging.info("voice: %d event(s) heard, %d published, %d held back by the %s "
+                     "gate", snap.heard, snap.published, snap.gated, voice.gate.mode)
+    hubs = ([hub] if person else []) + ([voice.hub] if voice is not None else [])
+    for status in (h.snapshot().status for h in hubs):
+        if status.state == "fault":
+            print(f"mlsensors: error: the sensor stopped: {status.detail}", file=sys.stderr)
+            return EXIT_SENSOR_FAILED
     return 0

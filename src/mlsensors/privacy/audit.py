@@ -8,8 +8,6 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import socket
@@ -24,6 +22,9 @@ from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.privacy.channel import Capacity, capacity
 from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
+from mlsensors.privacy.launch import WAITER_COMM, descendants_named
+from mlsensors.privacy.launch import comm_of as _comm
+from mlsensors.privacy.policy import NAMESPACES, role
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
 from mlsensors.sensors.person import SensorOptions
 from mlsensors.wire.record import RECORD_SIZE
@@ -72,12 +73,14 @@ class ProcView:
     limits: dict[str, tuple[str, str]]
     fds: dict[int, tuple[str, int]]
     """fd → (link target, open flags)."""
+    cmdline: bytes | None = None
+    comm: str = ""
 
     @classmethod
     def read(cls, pid: int | str) -> ProcView:
         base = f"/proc/{pid}"
         ns = {}
-        for name in ("user", "net", "mnt", "pid"):
+        for name in NAMESPACES:
             try:
                 ns[name] = os.readlink(f"{base}/ns/{name}")
             except OSError:
@@ -102,7 +105,8 @@ class ProcView:
             except (OSError, AttributeError):
                 continue
             fds[int(entry)] = (target, flags)
-        return cls(int(pid) if pid != "self" else os.getpid(), ns, status, limits, fds)
+        real = int(pid) if pid != "self" else os.getpid()
+        return cls(real, ns, status, limits, fds, _cmdline(real), _comm(real))
 
 
 class _Listener:
@@ -241,10 +245,18 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
     (two to its embedding process, the store pipe to the guard); it writes no file
     either way."""
     out = []
-    for name in ("user", "net"):
+    for name in NAMESPACES:
         mine, theirs = view.ns[name], parent.ns[name]
         out.append(Check(f"{name} namespace", mine != theirs and mine != "?",
                          f"/proc/{view.pid}/ns/{name} = {mine}, the guard's is {theirs}"))
+    caps = {k: view.status.get(k, "?") for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")}
+    out.append(Check("no capabilities", all(v.strip("0") == "" and v != "?"
+                                             for v in caps.values()),
+                     ", ".join(f"{k} {v}" for k, v in caps.items())))
+    cmdline = view.cmdline
+    out.append(Check("empty command line", cmdline == b"",
+                     f"/proc/{view.pid}/cmdline holds {len(cmdline)} bytes, thread name "
+                     f"{view.comm!r}" if cmdline is not None else "unreadable"))
     seccomp = view.status.get("Seccomp", "?")
     out.append(Check("seccomp filter", seccomp == "2",
                      f"Seccomp: {seccomp} (2 = filter), "
@@ -282,46 +294,39 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
 
 
 def _embedder_check(sensing: ProcView, guard: ProcView) -> Check:
-    """With IDs, the sensing process has one child, the embedding process: it must be
-    sealed on its own (namespaces unlike both, seccomp, no writes, its memory cap) and
-    hold nothing but pipes."""
-    from mlsensors.privacy.work import EMBED_MEMORY_CAP
-
-    kids = []
-    for task in os.listdir(f"/proc/{sensing.pid}/task"):
-        with contextlib.suppress(OSError), \
-                open(f"/proc/{sensing.pid}/task/{task}/children") as f:
-            kids += [int(k) for k in f.read().split()]
-    embedders = []
-    for kid in kids:
-        with contextlib.suppress(OSError), open(f"/proc/{kid}/cmdline", "rb") as f:
-            if b"mlsensors.sensors.embed_child" in f.read():
-                embedders.append(kid)
-    if len(embedders) != 1 or len(kids) != 1:
+    """With IDs, the launcher that started the sensing process also started one
+    embedding process beside it: it must be sealed on its own (namespaces unlike both,
+    seccomp, no capabilities, no writes, its memory cap) and hold nothing but pipes."""
+    embed_cap = role("embedder").limits.address_space
+    waiter = int(sensing.status.get("PPid", "0"))
+    embedders = descendants_named(waiter, role("embedder").comm)
+    if len(embedders) != 1:
         return Check("embedding process sealed", False,
-                     f"expected one child (the embedding process), found {len(kids)}: "
-                     f"{kids}")
+                     f"expected one embedding process beside PID {sensing.pid}, found "
+                     f"{len(embedders)}: {embedders}")
     try:
         view = ProcView.read(embedders[0])
     except OSError as e:
         return Check("embedding process sealed", False, f"cannot read it: {e}")
     problems = []
-    for name in ("user", "net"):
+    for name in NAMESPACES:
         if view.ns[name] in (guard.ns[name], sensing.ns[name], "?"):
             problems.append(f"shares the {name} namespace")
     if view.status.get("Seccomp") != "2" or view.status.get("NoNewPrivs") != "1":
         problems.append("no seccomp filter or no_new_privs")
+    if view.status.get("CapEff", "?").strip("0") or view.status.get("CapBnd", "?").strip("0"):
+        problems.append("holds capabilities")
     if view.limits.get("Max file size") != ("0", "0"):
         problems.append(f"file size limit {view.limits.get('Max file size')}")
-    if view.limits.get("Max address space") != (str(EMBED_MEMORY_CAP),) * 2:
+    if view.limits.get("Max address space") != (str(embed_cap),) * 2:
         problems.append(f"address space {view.limits.get('Max address space')}")
     odd = [f"{fd}:{t}" for fd, (t, _) in view.fds.items()
            if not (t.startswith("pipe:") or t == "/dev/null")]
     if odd:
         problems.append("descriptors other than pipes: " + " ".join(odd))
     return Check("embedding process sealed", not problems, "; ".join(problems) or
-                 f"PID {view.pid}: own user and net namespaces, Seccomp 2, NoNewPrivs 1, "
-                 f"no file writes, address space {EMBED_MEMORY_CAP} B, "
+                 f"PID {view.pid}: own namespaces, Seccomp 2, NoNewPrivs 1, no capabilities, "
+                 f"no file writes, address space {embed_cap} B, "
                  f"{len(view.fds)} descriptors, all pipes or /dev/null")
 
 
@@ -387,57 +392,56 @@ def _model_check(detector: str) -> Check:
                  "; ".join(bad + [f"{m} missing" for m in missing]) or f"verified {checked}")
 
 
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def find_sealed_children() -> list[int]:
-    """PIDs of running sensing processes (started by any guard on this machine)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"mlsensors.privacy.child" in argv:
-            found.append(int(entry))
-    return sorted(found)
+    """PIDs of running sensing processes (started by any guard on this machine): the
+    launcher names them (a fixed thread name, since their command line is empty)."""
+    comm = role("sensing").comm
+    return sorted(int(e) for e in os.listdir("/proc") if e.isdigit() and _comm(e) == comm)
 
 
 def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     """The checks that need nothing from the process but its /proc entries.
 
-    For a sensor already running under `serve`: namespaces, seccomp, no_new_privs,
-    limits, memory, descriptors (all compared with its guard, the parent), the declared
-    configuration on its command line, model hashes and capacity. The probes (network,
-    file write, allocation, injected records) need a sensor started by the audit.
+    For a sensor already running under `serve`: namespaces, capabilities, command line,
+    seccomp, no_new_privs, limits, memory, descriptors (all compared with its guard, the
+    launcher's parent), the embedding process when there is one, model hashes and
+    capacity. The probes (network, file write, allocation, injected records) need a
+    sensor started by the audit.
     """
     from mlsensors.errors import InputError
-    from mlsensors.privacy.child import ChildConfig
 
+    if _comm(pid) != role("sensing").comm:
+        if os.path.exists(f"/proc/{pid}"):
+            raise InputError(f"process {pid} is not an mlsensors sensing process")
+        raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)")
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
         view = ProcView.read(pid)
-        parent = ProcView.read(int(view.status.get("PPid", "0")))
+        waiter = ProcView.read(int(view.status.get("PPid", "0")))
+        sealed = waiter.status.get("Name") == WAITER_COMM
+        parent = ProcView.read(int(waiter.status.get("PPid", "0"))) if sealed else waiter
     except (OSError, ValueError):
         raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)") \
             from None
-    if "mlsensors.privacy.child" not in argv:
-        raise InputError(f"process {pid} is not an mlsensors sensing process")
-    try:
-        config = ChildConfig.from_json(argv[-1])
-    except (ValueError, TypeError):
-        raise InputError(f"process {pid} has an unreadable configuration") from None
-    checks = [Check("sandbox enabled", not config.insecure,
-                    "started with --insecure" if config.insecure
-                    else f"declared on its command line (guard PID {parent.pid})")]
+    memory = role("sensing").limits.address_space
+    checks = [Check("sandbox enabled", sealed,
+                    f"started by the launcher (guard PID {parent.pid})" if sealed
+                    else "started with --insecure")]
     hwm = _kb(view.status.get("VmHWM", ""))
-    checks += _proc_checks(view, parent, config.memory_bytes, hwm, config.identify)
-    if config.identify:
+    identify = bool(descendants_named(waiter.pid, role("embedder").comm))
+    checks += _proc_checks(view, parent, memory, hwm, identify)
+    if identify:
         checks.append(_embedder_check(view, parent))
-    checks.append(_model_check(json.loads(config.sensor_options).get("model", "full")))
+    checks.append(_model_check("auto"))
     cap = capacity(max_rate)
     checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "
                         "with --max-rate; the guard's own rate is not visible from /proc)"))
     return AuditReport(pid, max_rate, 0.0, tuple(checks), cap, GuardStats(), (), hwm,
-                       _kb(view.status.get("VmPeak", "")), config.memory_bytes)
+                       _kb(view.status.get("VmPeak", "")), memory)

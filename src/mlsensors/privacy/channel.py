@@ -1,7 +1,9 @@
 """The one narrow channel out of the sealed process: fixed-size frames over a pipe.
 
 Every frame is FRAME_SIZE (40) bytes: a tag byte and a 39-byte body. Tag "R" carries the
-Person Sensor's results record exactly (mlsensors.wire.record); tag "S" carries a status
+Person Sensor's results record exactly (mlsensors.wire.record), tag "V" the voice
+sensor's event record (mlsensors.voice.record; each kind's tag is in its `RecordKind`,
+privacy/kind.py); tag "S" carries a status
 record of the same size whose only content is a state and a reason code. 40 bytes is
 below PIPE_BUF, so each frame is written atomically and a well-behaved child can never
 interleave or split one. Commands go the other way on a second pipe as COMMAND_SIZE (2)

@@ -17,6 +17,12 @@ stream: when no result comes for about two of its recent frame intervals (`late_
 they are withdrawn, and after LATE_FAULT_S without one the status is "fault" and the
 log says so, long before the watchdog (a stopped or stuck process).
 
+What the records are is the sensor kind's business (privacy/kind.py): its frame tag,
+its checker (stateful across one child's records), how a record is stamped, whether
+records are a stream of states (the person sensor: withdrawn when late) or sparse
+events (the voice sensor: a short FIFO, never "late"), and its own rate cap. The guard
+itself is the same for every kind.
+
 A sensor that keeps state across restarts (face IDs: the gallery) gives the guard a
 `Keeper`. The child then has a third pipe, the store pipe, for fixed-size records the
 keeper validates; the keeper holds the file, acts on the register writes that touch it
@@ -27,6 +33,7 @@ command pipe. The child itself writes nothing to the file system.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
@@ -40,6 +47,7 @@ from typing import Protocol
 
 from mlsensors.errors import MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
+from mlsensors.privacy import launch
 from mlsensors.privacy.channel import (
     FRAME_SIZE,
     PIPE_BUF,
@@ -49,17 +57,19 @@ from mlsensors.privacy.channel import (
     ChildState,
     ChildStatus,
     Reason,
-    decode_frame,
+    decode_status,
     encode_command,
 )
-from mlsensors.privacy.child import EXIT_SEAL_FAILED, THREAD_ENV, ChildConfig
+from mlsensors.privacy.child import THREAD_ENV, ChildConfig, launch_spec
+from mlsensors.privacy.kind import PERSON, RecordKind
+from mlsensors.privacy.launch import EXIT_SEAL_FAILED, sealed_pid
 from mlsensors.privacy.logfilter import LogFilter
-from mlsensors.types import PersonResult
+from mlsensors.privacy.policy import Policy, role
 from mlsensors.wire.registers import REGISTER_MAP, check_write
 
 log = logging.getLogger("mlsensors.guard")
 
-_GOOD_TAGS = (TAG_RESULT, TAG_STATUS)
+F_SETPIPE_SZ = 1031
 
 
 LATE_FAULT_S = 1.0
@@ -152,65 +162,79 @@ class GuardTiming:
 
 
 class _Inbox:
-    """The reader thread's side: the newest result and the newest status, counters for
-    the rest.
+    """The reader thread's side: the newest results (up to `backlog`) and the newest
+    status, counters for the rest.
 
-    Two slots, so that a status written right after a result (a single shot followed by
-    "standby") does not hide the result; a status older than the pending result is
-    stale and dropped. Each tick still passes at most one of them.
+    Two kinds of slot, so that a status written right after a result (a single shot
+    followed by "standby") does not hide the result; a status older than the next
+    pending result is stale and dropped. Each tick still passes at most one frame. A
+    kind whose records are states keeps one result (the newest wins); one whose records
+    are events keeps a short FIFO, and counts the oldest it drops (`skipped`) so that the
+    checker can still force the event counter.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tag: int = TAG_RESULT, backlog: int = 1) -> None:
         self.lock = threading.Lock()
-        self.result: tuple[int, bytes] | None = None
+        self.tag = tag
+        self.backlog = max(1, backlog)
+        self.results: deque[tuple[int, bytes]] = deque()
         self.status: tuple[int, bytes] | None = None
         self.received = 0
         self.malformed = 0
         self.over_rate = 0
+        self.skipped = 0
         self.eof = False
 
     def take(self) -> bytes | None:
-        """The frame for this tick: a pending result first, else a status not older
-        than the last result."""
+        return self.take_counted()[0]
+
+    def take_counted(self) -> tuple[bytes | None, int]:
+        """The frame for this tick (a pending result first, else a status not older
+        than the last result) and the results dropped before it."""
         with self.lock:
-            result, status = self.result, self.status
-            if result is not None:
-                self.result = None
-                if status is not None and status[0] < result[0]:
+            status = self.status
+            if self.results:
+                seq, frame = self.results.popleft()
+                if status is not None and status[0] < seq:
                     self.status = None
                     self.over_rate += 1
-                return result[1]
+                skipped, self.skipped = self.skipped, 0
+                return frame, skipped
             self.status = None
-            return status[1] if status is not None else None
+            return (status[1] if status is not None else None), 0
 
     def drained(self) -> bool:
         """The pipe is closed and every frame kept from it has been taken."""
         with self.lock:
-            return self.eof and self.result is None and self.status is None
+            return self.eof and not self.results and self.status is None
 
     def feed(self, frames: bytes) -> None:
         """Account for a whole number of frames; keep the newest of each kind."""
         n = len(frames) // FRAME_SIZE
         tags = frames[0::FRAME_SIZE]
-        good = tags.count(TAG_RESULT) + tags.count(TAG_STATUS)
+        results = tags.count(self.tag)
+        statuses = tags.count(TAG_STATUS)
         with self.lock:
             base = self.received
             self.received += n
-            self.malformed += n - good
-            kept = 0
-            for tag in _GOOD_TAGS:
-                i = tags.rfind(bytes([tag]))
-                if i < 0:
-                    continue
-                kept += 1
-                frame = (base + i, frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
-                if tag == TAG_RESULT:
-                    self.over_rate += self.result is not None
-                    self.result = frame
-                else:
-                    self.over_rate += self.status is not None
-                    self.status = frame
-            self.over_rate += good - kept
+            self.malformed += n - results - statuses
+            newest: list[int] = []  # the last `backlog` results, found from the end
+            end = len(tags)
+            while len(newest) < min(results, self.backlog):
+                end = tags.rfind(bytes([self.tag]), 0, end)
+                newest.append(end)
+            for i in reversed(newest):
+                if len(self.results) == self.backlog:
+                    self.results.popleft()
+                    self.over_rate += 1
+                    self.skipped += 1
+                self.results.append((base + i, frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE]))
+            self.over_rate += results - len(newest)
+            self.skipped += results - len(newest)
+            if statuses:
+                i = tags.rfind(bytes([TAG_STATUS]))
+                self.over_rate += (self.status is not None) + statuses - 1
+                self.status = (base + i, frames[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
 
 
 class Guard:
@@ -218,7 +242,10 @@ class Guard:
 
     `config` is the child's configuration without its pipe numbers (the guard fills
     them in for every start). `max_rate` is the most records per second the Hub will
-    ever see from the child.
+    ever see from the child (never more than the kind's own cap). `kind` says what the
+    records are and how each is checked (privacy/kind.py); `handoff` is state the
+    service gives every new child as blocks on its command pipe (e.g. the enrolled
+    voice commands), besides a keeper's.
     """
 
     def __init__(
@@ -230,7 +257,14 @@ class Guard:
         timing: GuardTiming | None = None,
         python: str | None = None,
         keeper: Keeper | None = None,
+        kind: RecordKind = PERSON,
+        handoff: bytes = b"",
+        policy: Policy | None = None,
     ) -> None:
+        """`policy`: the child's role policy (None: `policy.role(config.role)`); only
+        tests give another, to reopen one channel and see the audit fail."""
+        if kind.max_rate is not None:
+            max_rate = min(max_rate, kind.max_rate)
         if not 0 < max_rate <= 1000:
             raise ProtocolError(f"max rate {max_rate} is outside (0, 1000] records/s")
         if config.identify and keeper is None:
@@ -239,7 +273,11 @@ class Guard:
             raise ValueError(f"store records of {keeper.frame_size} bytes are not atomic")
         self.hub = hub
         self.keeper = keeper
-        self.config = config
+        self.kind = kind
+        self.handoff = handoff
+        self.config = replace(config, kind=kind.name)
+        self._check = kind.checker(self.config)
+        self.policy = policy
         self.max_rate = float(max_rate)
         self._wall_offset = time.time() - time.monotonic()
         """Wall minus monotonic time, fixed at start: published stamps follow the ticks."""
@@ -251,7 +289,7 @@ class Guard:
         self._lock = threading.Lock()
         self._child: subprocess.Popen | None = None
         self._command_fd: int | None = None
-        self._inbox = _Inbox()
+        self._inbox = self._new_inbox()
         self._totals = GuardStats()
         self._published = 0
         self._restart_times: deque[float] = deque()
@@ -303,8 +341,15 @@ class Guard:
 
     @property
     def child_pid(self) -> int:
+        """The sensing process (inside its sandbox; 0 until it is sealed). The guard's
+        own child is the launcher's waiter, whose death kills it."""
         with self._lock:
-            return self._child.pid if self._child is not None else 0
+            child = self._child
+        if child is None:
+            return 0
+        if self.config.insecure:
+            return child.pid
+        return sealed_pid(child.pid, (self.policy or role(self.config.role)).comm)
 
     @property
     def peak_rss_kb(self) -> int:
@@ -314,6 +359,7 @@ class Guard:
     def stats(self) -> GuardStats:
         # The inbox and the totals are swapped together under _lock when a child ends,
         # so reading both under it never counts a child's frames twice.
+        child_pid = self.child_pid
         with self._lock:
             inbox, totals = self._inbox, self._totals
             with inbox.lock:
@@ -322,7 +368,7 @@ class Guard:
                                malformed=totals.malformed + inbox.malformed,
                                over_rate=totals.over_rate + inbox.over_rate,
                                recent_restarts=len(self._restart_times),
-                               child_pid=self._child.pid if self._child else 0,
+                               child_pid=child_pid,
                                log_lines_dropped=self.logs.dropped,
                                kept=self._kept, late=self._late_count)
 
@@ -340,6 +386,8 @@ class Guard:
         is killed so that nothing it held survives (a restarted child gets the kept
         state as it is now).
         """
+        if not self.kind.takes_writes:
+            raise ProtocolError(f"the {self.kind.name} sensor takes no register writes")
         reg = check_write(write.register, write.value)
         data = encode_command(write.register, write.value)
         setting = REGISTER_MAP[reg].default is not None
@@ -452,12 +500,10 @@ class Guard:
         env.update(THREAD_ENV)
         passed = (record_w, command_r) + ((store_w,) if store_r is not None else ())
         try:
-            child = subprocess.Popen(
-                [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=passed, close_fds=True, env=env,
-                cwd="/",
-            )
+            child = launch.start(launch_spec(config, self.policy), env=env,
+                                 python=self.python, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 pass_fds=passed)
         except BaseException:
             for fd in (record_r, command_w, store_r):
                 if fd is not None:
@@ -468,9 +514,12 @@ class Guard:
                 os.close(fd)
         # Into an empty pipe, before anything else can write to it: the kept state
         # (at most 8 IDs x 8 samples, 33 KB) first, then the settings to replay.
-        kept = self.keeper.blocks() if self.keeper is not None else b""
+        kept = (self.keeper.blocks() if self.keeper is not None else b"") + self.handoff
         with self._lock:
             replay = b"".join(encode_command(r, v) for r, v in self._settings.items())
+        if len(kept) + len(replay) > 60_000:  # more than a default pipe holds
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(command_w, F_SETPIPE_SZ, len(kept) + len(replay) + 4096)
         view = memoryview(kept + replay)
         with contextlib.suppress(OSError):  # a child that died at once: seen as an exit
             while view:
@@ -486,7 +535,8 @@ class Guard:
             with self._lock:
                 self._totals = replace(self._totals, crashes=self._totals.crashes + 1)
             return f"could not be started ({e.strerror or e})"
-        inbox = _Inbox()
+        inbox = self._new_inbox()
+        self._check = self.kind.checker(self.config)  # the rules start again
         with self._lock:
             self._child, self._command_fd, self._inbox = child, command_w, inbox
             owed, self._owed = self._owed, []
@@ -535,11 +585,26 @@ class Guard:
                 hangs=self._totals.hangs + (outcome.startswith("hung")),
                 last_exit=code,
             )
-            self._inbox = _Inbox()
+            self._inbox = self._new_inbox()
         if not outcome.startswith("exited"):
             return outcome
         why = REASON_TEXT.get(self._failure)
         return f"exited with status {code}" + (f" ({why})" if why else "")
+
+    def _new_inbox(self) -> _Inbox:
+        return _Inbox(self.kind.tag, self.kind.backlog)
+
+    def _decode(self, frame: bytes, now: float, skipped: int):
+        """One frame → this kind's checked record or a status; ProtocolError otherwise."""
+        if len(frame) != FRAME_SIZE:
+            raise ProtocolError(f"frame is {len(frame)} bytes, expected {FRAME_SIZE}")
+        tag, body = frame[0], bytes(frame[1:])
+        if tag == self.kind.tag:
+            return self._check(body, now, skipped)
+        if tag == TAG_STATUS:
+            return decode_status(body)
+        raise ProtocolError(f"frame tag 0x{tag:02x} is neither a {self.kind.name} record "
+                            f"nor a status")
 
     def _read_records(self, fd: int, inbox: _Inbox) -> None:
         for data in _whole_frames(fd, FRAME_SIZE):
@@ -584,11 +649,11 @@ class Guard:
             now = time.monotonic()
             if self.keeper is not None:
                 self.keeper.tick(now)
-            frame = inbox.take()
+            frame, skipped = inbox.take_counted()
             published = False
             if frame is not None:
                 try:
-                    message = decode_frame(frame)
+                    message = self._decode(frame, now, skipped)
                 except ProtocolError as e:
                     with inbox.lock:
                         inbox.malformed += 1
@@ -604,7 +669,7 @@ class Guard:
                 # (e.g. a failed save) waits for a tick without a record
                 self.hub.set_status(self._status(*self._shown))
             if now >= next_sample:
-                self._sample_memory(child.pid)
+                self._sample_memory(self.child_pid)
                 next_sample = now + 1.0
             if child.poll() is not None:
                 # Give its last frames their ticks first: a finite source's child writes
@@ -633,7 +698,7 @@ class Guard:
             self._late_since = last
             self._late_faulted = False
             self._late_count += 1
-            self.hub.publish(PersonResult(time.time(), (), self._published), self._status(
+            self.hub.publish(self.kind.empty(self._published), self._status(
                 "running", f"no frame from the sensing process for {silent:.2f} s; its "
                            "faces are withdrawn"))
             return True
@@ -653,11 +718,18 @@ class Guard:
             self._late_unlogged += 1
         return True
 
-    def _deliver(self, message: PersonResult | ChildStatus, now: float) -> None:
-        """Publish one decoded frame on the tick at monotonic time `now`. A result is
+    def _deliver(self, message, now: float) -> None:
+        """Publish one decoded frame on the tick at monotonic time `now`. A record is
         stamped with that tick's wall time (not the moment it is built), so two published
-        results are never stamped closer than the tick period, whatever the scheduler does."""
-        if isinstance(message, PersonResult):
+        records are never stamped closer than the tick period, whatever the scheduler does."""
+        when = now + self._wall_offset
+        if not isinstance(message, ChildStatus) and not self.kind.streaming:
+            self._publish_times.append(now)
+            self._published += 1
+            self.hub.publish(self.kind.stamp(message, self._published, when),
+                             self._status("running"))
+            return
+        if not isinstance(message, ChildStatus):
             if not self._streaming:
                 self._result_times.clear()
             self._streaming = True
@@ -668,8 +740,8 @@ class Guard:
             self._late_since = None
             self._publish_times.append(now)
             self._published += 1
-            result = PersonResult(now + self._wall_offset, message.faces, self._published)
-            self.hub.publish(result, self._status("running"))
+            self.hub.publish(self.kind.stamp(message, self._published, when),
+                             self._status("running"))
             return
         self._child_state = message.state
         if message.state != ChildState.RUNNING:
@@ -686,8 +758,11 @@ class Guard:
         if message.state == ChildState.STARTING:
             self.hub.set_status(self._status("starting", "sensing process starting"))
         elif message.state == ChildState.NO_SOURCE:
-            self.hub.publish(PersonResult(time.time(), (), self._published),
-                             self._status("fault", "the source has no picture"))
+            status = self._status("fault", "the source has no picture")
+            if self.kind.empty is not None:
+                self.hub.publish(self.kind.empty(self._published), status)
+            else:
+                self.hub.set_status(status)
         else:
             self._failure = message.reason
             name = message.reason.name.lower()

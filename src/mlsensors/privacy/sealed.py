@@ -22,12 +22,14 @@ from mlsensors.hub import Hub
 from mlsensors.models import default_cache_dir
 from mlsensors.privacy.child import DEFAULT_WORK, ChildConfig, Probe
 from mlsensors.privacy.guard import Guard, GuardStats, GuardTiming
+from mlsensors.privacy.kind import PERSON, RecordKind
+from mlsensors.privacy.policy import Policy, role
 from mlsensors.sensors.person import SensorOptions
 
 DEFAULT_MAX_RATE = 30.0
 """Records per second when the user gives none: a camera's usual frame rate."""
 
-MEMORY_CAP = 768 << 20
+MEMORY_CAP = role("sensing").limits.address_space
 """RLIMIT_AS of the sensing process (address space, not RSS); docs/privacy.md shows how
 it was sized: measured peak address space of the full pipeline on one 640×480 frame
 plus headroom for a 1920×1080 frame and the ID model. `bench/sealed_bench.py` prints the
@@ -67,13 +69,21 @@ def prepare_gallery_folder(gallery: str | None) -> str:
 
 
 class SealedSensor:
-    """Start/stop the sealed sensing child and its guard for one Hub."""
+    """Start/stop the sealed sensing child and its guard for one Hub.
+
+    Every sensor kind is launched here, through one guard and one child: `kind` says
+    what the records are (privacy/kind.py; the person sensor by default), `role` what
+    the seal lets the process reach (a role of privacy/policy.py: "sensing", a camera or
+    file; "microphone", ALSA's capture devices), `options` the kind's options (a
+    dataclass, or a dict, sent as JSON), `handoff` the state every new child is given
+    (the enrolled voice commands).
+    """
 
     def __init__(
         self,
         hub: Hub,
         source: str | None = None,
-        options: SensorOptions | None = None,
+        options: object | None = None,
         *,
         max_rate: float = DEFAULT_MAX_RATE,
         insecure: bool = False,
@@ -87,11 +97,13 @@ class SealedSensor:
         work: str = DEFAULT_WORK,
         probe: Probe | None = None,
         timing: GuardTiming | None = None,
-        use_namespace: bool = True,
-        use_seccomp: bool = True,
+        kind: RecordKind = PERSON,
+        role: str = "sensing",
+        handoff: bytes = b"",
+        policy: Policy | None = None,
     ) -> None:
         if source is not None and ":" not in source and not os.path.exists(source) \
-                and source != "demo":
+                and source not in ("demo", "mic"):
             raise InputError(f"source {source!r} does not exist")
         source_path = os.path.abspath(source) if source and os.path.exists(source) else source
         keeper = None
@@ -101,24 +113,27 @@ class SealedSensor:
 
             keeper = GalleryKeeper(GalleryFile(prepare_gallery_folder(gallery), key_file),
                                    persist=persist)
+        if options is None:
+            options = SensorOptions() if kind is PERSON else {}
         config = ChildConfig(
             record_fd=-1,
             command_fd=-1,
-            work=work,
+            work=kind.work if work == DEFAULT_WORK else work,
             source=source_path,
             loop=loop,
             realtime=realtime,
-            sensor_options=json.dumps(asdict(options or SensorOptions())),
+            sensor_options=json.dumps(options if isinstance(options, dict) else asdict(options)),
             identify=identify,
             model_dir=str(default_cache_dir()),
-            device_paths=device_paths(source),
+            device_paths=device_paths(source) if role == "sensing" else (),
             memory_bytes=memory_bytes,
             insecure=insecure,
-            use_namespace=use_namespace,
-            use_seccomp=use_seccomp,
             probe=probe,
+            kind=kind.name,
+            role=role,
         )
-        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper)
+        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper,
+                           kind=kind, handoff=handoff, policy=policy)
 
     @property
     def config(self) -> ChildConfig:

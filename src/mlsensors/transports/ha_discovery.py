@@ -171,13 +171,14 @@ class Device:
 
     node_id: str
     name: str = ""
+    model: str = "Person sensor (SEN21231-compatible)"
 
     def block(self) -> dict:
         return {
             "identifiers": [f"mlsensors_{self.node_id}"],
             "name": self.name or f"mlsensors {self.node_id}",
             "manufacturer": "mlsensors",
-            "model": "Person sensor (SEN21231-compatible)",
+            "model": self.model,
             "sw_version": __version__,
         }
 

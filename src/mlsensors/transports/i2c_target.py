@@ -27,6 +27,7 @@ from mlsensors.hub import Hub, RegisterWrite
 from mlsensors.transports.i2c_frames import READ, SENSOR_ADDRESS, Request, Response, Status
 from mlsensors.wire.read_pointer import ReadPointer
 from mlsensors.wire.registers import decode_write
+from mlsensors.wire.voice_register import VOICE_ADDRESS, voice_register_of
 
 
 class I2CTarget:
@@ -61,3 +62,41 @@ class I2CTarget:
         if request.op == READ:
             return Response(Status.ACK, self.read(request.length))
         return Response(self.write(request.data))
+
+
+class VoiceTarget(I2CTarget):
+    """The voice sensor's register record (wire/voice_register.py) at its own address:
+    the same read sequence; it takes no register writes (data NACK), only the address
+    probe and a 1-byte register pointer, as the person target does."""
+
+    def __init__(self, voice, address: int = VOICE_ADDRESS) -> None:
+        self.voice = voice
+        self.address = address
+        self.pointer = ReadPointer()
+
+    def session(self) -> VoiceTarget:
+        return VoiceTarget(self.voice, self.address)
+
+    def current_record(self) -> bytes:
+        return voice_register_of(self.voice.snapshot())
+
+    def write(self, data: bytes) -> Status:
+        self.pointer.rewind()
+        return Status.ACK if len(data) <= 1 else Status.DATA_NACK
+
+
+class BusTargets:
+    """Several targets on one bus, each at its own address (a controller link per
+    target, as on a real bus where each device keeps its own read pointer)."""
+
+    def __init__(self, targets: list) -> None:
+        self.targets = {t.address: t for t in targets}
+
+    def session(self) -> BusTargets:
+        return BusTargets([t.session() for t in self.targets.values()])
+
+    def transact(self, request: Request) -> Response:
+        target = self.targets.get(request.address)
+        if target is None:
+            return Response(Status.ADDRESS_NACK)
+        return target.transact(request)

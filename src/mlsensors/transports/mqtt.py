@@ -371,8 +371,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(off by default)")
 
 
-def from_args(args: argparse.Namespace, hub: Hub) -> MqttBridge | None:
-    """The bridge `args` ask for (not started), or None without --mqtt."""
+def settings_from_args(args: argparse.Namespace) -> MqttSettings | None:
+    """The broker settings `args` give, or None without --mqtt."""
     if not getattr(args, "mqtt", None):
         return None
     password = None
@@ -381,9 +381,13 @@ def from_args(args: argparse.Namespace, hub: Hub) -> MqttBridge | None:
     if args.mqtt_password_file is not None:
         password = read_secret(args.mqtt_password_file, "MQTT password file")
     node_id = args.node_id or ha.node_id_from_hostname(socket.gethostname())
-    settings = MqttSettings.from_url(
+    return MqttSettings.from_url(
         args.mqtt, node_id, username=args.mqtt_username, password=password,
         tls=args.mqtt_tls is not None, ca_file=args.mqtt_tls or None,
         control=args.mqtt_control)
-    return MqttBridge(hub, settings)
 
+
+def from_args(args: argparse.Namespace, hub: Hub) -> MqttBridge | None:
+    """The bridge `args` ask for (not started), or None without --mqtt."""
+    settings = settings_from_args(args)
+    return None if settings is None else MqttBridge(hub, settings)

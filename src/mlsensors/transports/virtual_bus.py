@@ -47,8 +47,9 @@ from mlsensors.transports.i2c_frames import (
     parse_bus_address,
     parse_request_header,
 )
-from mlsensors.transports.i2c_target import I2CTarget
+from mlsensors.transports.i2c_target import BusTargets, I2CTarget, VoiceTarget
 from mlsensors.transports.peers import PeerLimits, PeerLog, PeerTable
+from mlsensors.voice.events import VoiceHub
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,19 @@ class VirtualBusServer:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: Hub | None,
         address: BusAddress | str,
         *,
+        voice: VoiceHub | None = None,
         i2c_address: int = SENSOR_ADDRESS,
         write_timeout: float = 5.0,
         limits: PeerLimits = LIMITS,
         log_interval: float = 10.0,
     ) -> None:
-        self.target = I2CTarget(hub, i2c_address)
+        targets = [] if hub is None else [I2CTarget(hub, i2c_address)]
+        if voice is not None:  # the voice register record at its own address
+            targets.append(VoiceTarget(voice))
+        self.target = targets[0] if len(targets) == 1 else BusTargets(targets)
         self.requested = parse_bus_address(address) if isinstance(address, str) else address
         self.address: BusAddress | None = None
         self.write_timeout = write_timeout
@@ -88,6 +93,11 @@ class VirtualBusServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+
+    def target_names(self) -> str:
+        addresses = sorted(self.target.targets) if isinstance(self.target, BusTargets) \
+            else [self.target.address]
+        return ", ".join(f"target 0x{a:02x}" for a in addresses)
 
     @property
     def connections(self) -> int:
@@ -114,7 +124,7 @@ class VirtualBusServer:
             raise InputError(f"cannot serve the virtual bus on {self.requested}: {error}")
         assert self.address is not None
         self.events.name = f"virtual bus {self.address}"
-        log.info("virtual I2C bus on %s (target 0x%02x)", self.address, self.target.address)
+        log.info("virtual I2C bus on %s (%s)", self.address, self.target_names())
         return self.address
 
     def stop(self) -> None:
@@ -333,13 +343,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bus",
         metavar="ADDR",
-        help="serve the Person Sensor I2C interface on a virtual bus: "
-        "tcp:127.0.0.1:6262 or unix:/path/to/socket",
+        help="serve the Person Sensor I2C interface on a virtual bus (with --voice, also "
+        "the voice register record at 0x63): tcp:127.0.0.1:6262 or unix:/path/to/socket",
     )
 
 
-def from_args(args: argparse.Namespace, hub: Hub) -> VirtualBusServer | None:
-    """The server `serve` should start, or None when --bus was not given."""
+def from_args(args: argparse.Namespace, hub: Hub | None,
+              voice: VoiceHub | None = None) -> VirtualBusServer | None:
+    """The server `serve` should start, or None when --bus was not given: the person
+    record at 0x62 when `hub` is given, the voice register record at 0x63 with `voice`."""
     if not getattr(args, "bus", None):
         return None
-    return VirtualBusServer(hub, args.bus)
+    return VirtualBusServer(hub, args.bus, voice=voice)

@@ -112,24 +112,32 @@ def unpack(data: bytes, num_commands: int = MAX_COMMANDS) -> VoiceEvent:
 class RecordChecker:
     """The guard's stateful checks across records, on top of `unpack`'s."""
 
-    def __init__(self, num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE) -> None:
+    def __init__(self, num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE, *,
+                 wake: bool = True) -> None:
         self.num_commands = num_commands
         self.max_rate = max_rate
+        self.wake = wake
+        """Whether a wake word is listened for (else a wake record is a lie)."""
         self.counter = 0
         self.when_ms = 0
         self._last_event_at: float | None = None
 
-    def check(self, data: bytes, now: float) -> VoiceEvent:
-        """The event in `data` if every rule holds; ProtocolError naming the first broken."""
+    def check(self, data: bytes, now: float, skipped: int = 0) -> VoiceEvent:
+        """The event in `data` if every rule holds; ProtocolError naming the first broken.
+        `skipped`: events the guard itself dropped since the last one (a burst over its
+        rate), so the counter stays forced: it must be exactly that many further on."""
         e = unpack(data, self.num_commands)
+        if e.kind == EventKind.WAKE and not self.wake:
+            raise ProtocolError("a wake-word record from a sensor without a wake word")
         if e.when_ms < self.when_ms:
             raise ProtocolError(f"voice record time went back ({e.when_ms} < {self.when_ms} ms)")
         if e.kind == EventKind.NONE:
             if self.counter:
                 raise ProtocolError("an empty voice record after events")
             return e
-        if e.counter != self.counter + 1:
-            raise ProtocolError(f"voice event counter {e.counter}, expected {self.counter + 1}")
+        if e.counter != self.counter + 1 + skipped:
+            raise ProtocolError(f"voice event counter {e.counter}, expected "
+                                f"{self.counter + 1 + skipped}")
         if self._last_event_at is not None and now - self._last_event_at < 1.0 / self.max_rate:
             raise ProtocolError(f"voice events faster than {self.max_rate:g} per second")
         self.counter, self.when_ms, self._last_event_at = e.counter, e.when_ms, now
@@ -152,10 +160,13 @@ class VoiceCapacity:
 
 
 def capacity(num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE) -> VoiceCapacity:
-    """Upper bound on bits/s: per slot of 1/max_rate s the child chooses nothing, a wake
-    word or one of the commands, each with a confidence 0–100. The counter is forced by
-    the checker and the guard stamps its own time, so neither carries a choice."""
-    symbols = 1 + (num_commands + 1) * 101
+    """Upper bound on bits/s: per slot of 1/max_rate s the guard passes one frame at most,
+    so the child chooses nothing, one of the channel's status values, a wake word or one
+    of the commands, each with a confidence 0–100. The counter is forced by the checker
+    and the guard stamps its own time and count, so neither carries a choice."""
+    from mlsensors.privacy.channel import status_values
+
+    symbols = 1 + status_values() + (num_commands + 1) * 101
     bits = math.log2(symbols)
     ring_bits = 2 * 16000 * 8
     return VoiceCapacity(max_rate, symbols, bits, bits * max_rate, ring_bits / (bits * max_rate))

@@ -92,6 +92,29 @@ class PcmStreamSource:
         pass
 
 
+class PacedSource:
+    """A finite source at the pace it would have been spoken (the microphone is paced by
+    its hardware already): a sealed service hears a file as it would hear a room, and its
+    events keep the spacing that the guard's rate cap expects of speech."""
+
+    def __init__(self, source: AudioSource) -> None:
+        self.source = source
+
+    def blocks(self) -> Iterator[AudioBlock | AudioEnd]:
+        from mlsensors.voice.audio import SAMPLE_RATE
+
+        started = time.monotonic()
+        for item in self.source.blocks():
+            if isinstance(item, AudioBlock):
+                ahead = item.start / SAMPLE_RATE - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            yield item
+
+    def close(self) -> None:
+        self.source.close()
+
+
 def open_audio_source(spec: str | os.PathLike[str] | None) -> AudioSource:
     """"mic" (or None): the microphone; "-": PCM on stdin; a folder; an audio file."""
     if spec is None or spec == "mic":

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlsensors.errors import ProtocolError
-from mlsensors.wire.record import MAX_READ, RECORD_SIZE
+from mlsensors.wire.record import MAX_READ
 
 
 class ReadPointer:
@@ -64,7 +64,7 @@ class ReadPointer:
         if count <= 0:
             return
         self._offset += count
-        if self._offset >= RECORD_SIZE:
+        if self._offset >= len(self._record or b""):  # the latched record's own size
             self.rewind()
 
     def read(self, length: int, current: Callable[[], bytes]) -> bytes:

@@ -41,8 +41,9 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def from_args(args: argparse.Namespace, hub: Hub) -> StatusPage | None:
-    """The page `args` ask for (not started), or None without --http."""
+def from_args(args: argparse.Namespace, hub: Hub, voice=None) -> StatusPage | None:
+    """The page `args` ask for (not started), or None without --http; with `voice` (a
+    VoiceHub) it also lists the voice sensor's events."""
     control = getattr(args, "allow_control", None)
     if not getattr(args, "http", None):
         if control:
@@ -54,6 +55,6 @@ def from_args(args: argparse.Namespace, hub: Hub) -> StatusPage | None:
         token = secrets.token_urlsafe(24)
     elif control:
         token = read_secret(Path(control), "control token file")
-    page = StatusPage(hub, host, port, control_token=token, announce=True)
+    page = StatusPage(hub, host, port, control_token=token, announce=True, voice=voice)
     page.announce_token = control == GENERATE
     return page

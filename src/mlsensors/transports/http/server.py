@@ -45,7 +45,12 @@ from importlib import resources
 from mlsensors.errors import InputError, MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, Snapshot
 from mlsensors.transports import commands
-from mlsensors.transports.http.view import DECLARED_INTERFACE, PresenceTimeline, snapshot_view
+from mlsensors.transports.http.view import (
+    DECLARED_INTERFACE,
+    PresenceTimeline,
+    snapshot_view,
+    voice_view,
+)
 from mlsensors.transports.peers import PeerLimits, PeerLog, PeerTable
 
 log = logging.getLogger(__name__)
@@ -138,10 +143,12 @@ class StatusPage:
                  control_token: str | None = None, timeline_seconds: float = 300.0,
                  max_rate: float = 10.0, max_streams: int = 16, announce: bool = False,
                  limits: PeerLimits = LIMITS, timeout: float = TIMEOUT,
-                 log_interval: float = 10.0) -> None:
+                 log_interval: float = 10.0, voice=None) -> None:
         if control_token is not None and len(control_token) < 16:
             raise InputError("the control token must be at least 16 characters")
         self.hub = hub
+        self.voice = voice
+        """The voice sensor's VoiceHub (serve --voice), or None."""
         self.host = host
         self.port = port
         self.control_token = control_token
@@ -178,7 +185,15 @@ class StatusPage:
         self.port = server.server_address[1]
         self.events.name = f"status page {self.url}"
         self._on_snapshot(self.hub.snapshot())
-        self._unsubscribe = self.hub.subscribe(self._on_snapshot)
+        unsubscribe = self.hub.subscribe(self._on_snapshot)
+        unvoice = self.voice.subscribe(self._on_voice) if self.voice is not None else None
+
+        def detach() -> None:
+            unsubscribe()
+            if unvoice is not None:
+                unvoice()
+
+        self._unsubscribe = detach
         self._thread = threading.Thread(target=server.serve_forever,
                                         kwargs={"poll_interval": SWEEP},
                                         name="status-page", daemon=True)
@@ -268,10 +283,17 @@ class StatusPage:
             self._sequence += 1
             self._cond.notify_all()
 
+    def _on_voice(self, snapshot) -> None:
+        with self._cond:
+            self._sequence += 1
+            self._cond.notify_all()
+
     def state(self, *, timeline: bool = True) -> dict:
         """Everything the page shows, as one JSON object."""
         body = {"view": snapshot_view(self.hub.snapshot()), "control": self.control_token
                 is not None, "interface": DECLARED_INTERFACE, "now": time.time()}
+        if self.voice is not None:
+            body["voice"] = voice_view(self.voice.snapshot())
         if timeline:
             with self._cond:
                 body["timeline"] = self._timeline.points(time.time())

@@ -81,3 +81,18 @@ class PresenceTimeline:
         # Keep the last change before the window so the window's start has a known count.
         while len(self._points) > 1 and self._points[1][0] < now - self.window:
             self._points.popleft()
+
+
+def voice_view(snapshot) -> dict:
+    """The page's view of the voice sensor: its events (command, confidence, time) and
+    counts. There is no audio anywhere to show: the hub never had any."""
+    return {
+        "events": [{"command": e.name, "kind": e.kind.name.lower(),
+                    "confidence": e.confidence, "time": round(e.timestamp, 3)}
+                   for e in reversed(snapshot.events)],
+        "heard": snapshot.heard,
+        "published": snapshot.published,
+        "gated": snapshot.gated,
+        "commands": list(snapshot.commands),
+        "state": snapshot.status.state,
+    }

@@ -21,6 +21,26 @@ function apply(state) {
   if (state.interface) fillTable($("interface"), Object.entries(state.interface));
   setControl(state.control);
   render();
+  renderVoice(state.voice);
+}
+
+// The voice sensor's events: command, confidence, time. Never audio: there is none.
+function renderVoice(voice) {
+  $("voice").hidden = !voice;
+  if (!voice) return;
+  $("voice-published").textContent = voice.published;
+  $("voice-gated").textContent = voice.gated;
+  const body = $("voice-events").tBodies[0];
+  body.replaceChildren(...voice.events.map((e) => {
+    const tr = document.createElement("tr");
+    const when = new Date(e.time * 1000).toLocaleTimeString();
+    for (const text of [e.command, String(e.confidence), when]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
 }
 
 function render() {
