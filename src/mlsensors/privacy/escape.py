@@ -665,6 +665,9 @@ class Observer:
         known = {ns for v in self.baseline.values() for ns in v.ns}
         out = {}
         for pid, view in self.after.items():
+            was = self.baseline.get(pid)
+            if was is not None and was.start == view.start:
+                continue  # a process of the untouched tree (the embedder seals late)
             new = [f"{n}:{v.split(':', 1)[1]}" for n, v in view.ns if (n, v) not in known]
             if new:
                 out[pid] = new
@@ -672,17 +675,20 @@ class Observer:
 
     def _in_sandbox_namespaces(self) -> list[ProcessView]:
         """Processes that share a user, net or mount namespace of the sealed tree that
-        the audit itself is not in: a grandchild re-parented away from the tree is
-        still found this way."""
+        the audit itself is not in, or a command line of the tree: a grandchild
+        re-parented away from the tree is still found this way."""
         mine = ProcessView.read(os.getpid())
         ours = set(mine.ns) if mine else set()
         sealed = {ns for v in self.baseline.values() for ns in v.ns
                   if ns[0] in ("user", "net", "mnt") and ns not in ours}
+        # A fork carries its parent's command line (as the inside left it) too.
+        lines = {v.cmdline for v in [*self.baseline.values(), *self.after.values()]
+                 if v.cmdline}
         found = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in self.after:
+            if entry.isdigit() and int(entry) not in self.after and int(entry) != os.getpid():
                 view = ProcessView.read(int(entry))
-                if view is not None and sealed & set(view.ns):
+                if view is not None and (sealed & set(view.ns) or view.cmdline in lines):
                     found.append(view)
         return found
 

@@ -1,0 +1,92 @@
+"""The escape suite against the real sealed child: it must fail when a channel is open.
+
+One child run per configuration for the whole module (each starts a sealed child):
+- `default`: sealed exactly as `serve` seals; every channel must be closed;
+- `reopened`: the same with exactly one layer reopened, which opens `exec` and must
+  make that channel, and no other, FAIL;
+- `insecure`: no seal at all; every channel must FAIL, which shows each observer can
+  see its channel open.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlsensors.cli.main import main
+from mlsensors.privacy import escape, escape_inside
+from mlsensors.privacy.escape import CHANNELS, run_escape
+
+REOPENED = "exec"
+REOPEN = {"use_seccomp": False}
+"""Today's knob that reopens `exec` (seccomp is what refuses execve)."""
+
+
+@pytest.fixture(scope="module")
+def default():
+    return run_escape()
+
+
+@pytest.fixture(scope="module")
+def reopened():
+    return run_escape(**REOPEN)
+
+
+@pytest.fixture(scope="module")
+def insecure():
+    return run_escape(insecure=True)
+
+
+def test_catalogue_is_data_with_an_observer_per_channel():
+    names = [c.name for c in CHANNELS]
+    assert len(names) == len(set(names)) >= 30
+    for c in CHANNELS:
+        assert c.tried and c.observed
+        assert callable(getattr(escape.Observer, c.name.replace("-", "_")))
+    assert set(names) >= escape.AFTER_STOP
+    assert escape_inside.Plan.from_json(json.dumps(json.loads(  # round trip
+        escape_inside.Plan("ab", "/x", "s", "d", "q", "a", "b", 1, 2, "", 0, "c", "cd",
+                           "v", "sec", ("/tmp",), 1, 2, (3, 4, 5), 6, 7, "l").to_json())))
+
+
+def test_every_channel_fails_without_the_seal(insecure):
+    assert not insecure.problem, insecure.problem
+    opened = [v.name for v in insecure.verdicts if v.passed]
+    assert opened == [], f"observers that saw nothing although nothing was sealed: {opened}"
+
+
+def test_reopening_one_channel_fails_exactly_that_channel(default, reopened):
+    assert not default.problem and not reopened.problem
+    assert REOPENED not in default.failed
+    assert set(reopened.failed) == set(default.failed) | {REOPENED}
+    exec_verdict = next(v for v in reopened.verdicts if v.name == REOPENED)
+    assert "marker" in exec_verdict.observed
+
+
+def test_default_seal_closes_every_channel(default):
+    """Passes once the seal (policy.py + launch.py) closes every channel."""
+    assert not default.problem, default.problem
+    assert default.passed, "open channels: " + "; ".join(
+        f"{v.name}: {v.observed}" for v in default.verdicts if not v.passed)
+
+
+def test_report_prints_one_line_per_channel(default, capsys):
+    from mlsensors.cli.audit import print_escape
+
+    print_escape(default)
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line[:4] in ("PASS", "FAIL")]
+    assert len(rows) == len(CHANNELS)
+    for row, verdict in zip(rows, default.verdicts, strict=True):
+        assert row.startswith("PASS" if verdict.passed else "FAIL")
+        assert verdict.name in row and "tried:" in row and "observed:" in row
+    data = default.to_dict()
+    assert data["passed"] == default.passed and len(data["verdicts"]) == len(CHANNELS)
+
+
+def test_audit_command_fails_on_an_open_channel(capsys):
+    code = main(["audit", "--seconds", "1", "--json", "--insecure"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and not out["passed"]
+    assert out["escape"]["verdicts"] and not out["escape"]["passed"]
