@@ -77,7 +77,7 @@ class ProcView:
     def read(cls, pid: int | str) -> ProcView:
         base = f"/proc/{pid}"
         ns = {}
-        for name in ("user", "net", "mnt", "pid"):
+        for name in ("user", "net", "mnt", "pid", "ipc", "uts"):
             try:
                 ns[name] = os.readlink(f"{base}/ns/{name}")
             except OSError:
@@ -387,8 +387,20 @@ def _model_check(detector: str) -> Check:
                  "; ".join(bad + [f"{m} missing" for m in missing]) or f"verified {checked}")
 
 
+def _sealed_comms() -> set[bytes]:
+    """The fixed thread names the sealed roles set (/proc/PID/comm), if the policy
+    names them."""
+    try:
+        from mlsensors.privacy.policy import ROLES
+    except ImportError:
+        return set()
+    return {p.comm.encode() for name, p in ROLES.items() if p.comm and name != "embedder"}
+
+
 def find_sealed_children() -> list[int]:
-    """PIDs of running sensing processes (started by any guard on this machine)."""
+    """PIDs of running sensing processes (started by any guard on this machine): by the
+    module on their command line, or by the fixed name their role gives them."""
+    comms = _sealed_comms()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -396,20 +408,76 @@ def find_sealed_children() -> list[int]:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
+            with open(f"/proc/{entry}/comm", "rb") as f:
+                comm = f.read().strip()
         except OSError:
             continue
-        if b"mlsensors.privacy.child" in argv:
+        if b"mlsensors.privacy.child" in argv or comm in comms:
             found.append(int(entry))
     return sorted(found)
+
+
+def outside_view_checks(pid: int) -> list[Check]:
+    """What anyone on the machine sees of a sealed process, judged against the auditor's
+    own view of the machine: every namespace its own, nothing on its command line that
+    it could rewrite, one fixed thread name, a file-system view that is not the host's."""
+    out = []
+    mine, theirs = ProcView.read("self"), ProcView.read(pid)
+    shared = [n for n in ("user", "net", "mnt", "pid", "ipc", "uts")
+              if theirs.ns.get(n) in (mine.ns.get(n), "?")]
+    out.append(Check("own namespaces (user, net, mnt, pid, ipc, uts)", not shared,
+                     f"shares the machine's {', '.join(shared)} namespace(s)" if shared
+                     else "every namespace differs from the auditor's"))
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        cmdline = b""
+    args = [a for a in cmdline.split(b"\0") if a]
+    out.append(Check("command line carries nothing", len(cmdline) <= 64 and len(args) <= 1,
+                     f"/proc/{pid}/cmdline is {len(cmdline)} B in {len(args)} argument(s) "
+                     "(readable by every local user; its memory is the process's to rewrite)"))
+    comms = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/comm") as f:
+            comms.add(f.read().strip())
+    fixed = _sealed_comms()
+    out.append(Check("one fixed thread name", len(comms) == 1 and (
+                     not fixed or comms <= {c.decode() for c in fixed}),
+                     f"thread names {sorted(comms)}"
+                     + (f"; the policy's: {sorted(c.decode() for c in fixed)}" if fixed else "")))
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            mounts = [line.split() for line in f if line.strip()]
+        with open("/proc/self/mountinfo") as f:
+            host = {line.split()[4] for line in f if line.strip()}
+    except OSError as e:
+        out.append(Check("private file-system view", False, f"mountinfo unreadable: {e}"))
+        return out
+    points = [m[4] for m in mounts]
+    writable = [m[4] for m in mounts if "rw" in m[5].split(",") and m[4] not in
+                ("/dev/null", "/dev/zero", "/dev/urandom") and not m[4].startswith("/proc")]
+    same_root = set(points) == host
+    out.append(Check("private file-system view", not same_root and not writable,
+                     f"{len(points)} mounts"
+                     + (", the same as the machine's" if same_root else "")
+                     + (f"; writable: {' '.join(writable[:6])}" if writable else
+                        "; none writable")))
+    status = theirs.status
+    out.append(Check("seccomp filter and no_new_privs",
+                     status.get("Seccomp") == "2" and status.get("NoNewPrivs") == "1",
+                     f"Seccomp: {status.get('Seccomp', '?')} (2 = filter), NoNewPrivs: "
+                     f"{status.get('NoNewPrivs', '?')}"))
+    return out
 
 
 def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     """The checks that need nothing from the process but its /proc entries.
 
-    For a sensor already running under `serve`: namespaces, seccomp, no_new_privs,
-    limits, memory, descriptors (all compared with its guard, the parent), the declared
-    configuration on its command line, model hashes and capacity. The probes (network,
-    file write, allocation, injected records) need a sensor started by the audit.
+    For a sensor already running under `serve`: namespaces against the machine's,
+    seccomp, no_new_privs, limits, memory, descriptors, command line, thread names and
+    mounts, the declared configuration (when its command line still carries one), model
+    hashes and capacity. The escape suite needs a sensor started by the audit.
     """
     from mlsensors.errors import InputError
     from mlsensors.privacy.child import ChildConfig
@@ -422,22 +490,44 @@ def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     except (OSError, ValueError):
         raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)") \
             from None
-    if "mlsensors.privacy.child" not in argv:
+    if pid not in find_sealed_children():
         raise InputError(f"process {pid} is not an mlsensors sensing process")
-    try:
-        config = ChildConfig.from_json(argv[-1])
-    except (ValueError, TypeError):
-        raise InputError(f"process {pid} has an unreadable configuration") from None
-    checks = [Check("sandbox enabled", not config.insecure,
-                    "started with --insecure" if config.insecure
-                    else f"declared on its command line (guard PID {parent.pid})")]
+    config = None
+    if "mlsensors.privacy.child" in argv:
+        try:
+            config = ChildConfig.from_json(argv[-1])
+        except (ValueError, TypeError):
+            raise InputError(f"process {pid} has an unreadable configuration") from None
+    insecure = config.insecure if config is not None else view.status.get("Seccomp") != "2"
+    checks = [Check("sandbox enabled", not insecure,
+                    "started with --insecure" if insecure
+                    else f"guard PID {parent.pid}")]
     hwm = _kb(view.status.get("VmHWM", ""))
-    checks += _proc_checks(view, parent, config.memory_bytes, hwm, config.identify)
-    if config.identify:
+    cap = _memory_cap(config)
+    identify = config.identify if config is not None else _has_embedder(pid)
+    checks += _proc_checks(view, parent, cap, hwm, identify)
+    checks += outside_view_checks(pid)
+    if identify:
         checks.append(_embedder_check(view, parent))
-    checks.append(_model_check(json.loads(config.sensor_options).get("model", "full")))
-    cap = capacity(max_rate)
-    checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "
-                        "with --max-rate; the guard's own rate is not visible from /proc)"))
-    return AuditReport(pid, max_rate, 0.0, tuple(checks), cap, GuardStats(), (), hwm,
-                       _kb(view.status.get("VmPeak", "")), config.memory_bytes)
+    model = json.loads(config.sensor_options).get("model", "full") if config else "auto"
+    checks.append(_model_check(model))
+    capacity_now = capacity(max_rate)
+    checks.append(Check("channel capacity", True, capacity_now.describe() + " (for the "
+                        "rate given with --max-rate; the guard's own rate is not visible "
+                        "from /proc)"))
+    return AuditReport(pid, max_rate, 0.0, tuple(checks), capacity_now, GuardStats(), (),
+                       hwm, _kb(view.status.get("VmPeak", "")), cap)
+
+
+def _memory_cap(config) -> int:
+    if config is not None:
+        return config.memory_bytes
+    from mlsensors.privacy.policy import role
+
+    return role("sensing").limits.address_space
+
+
+def _has_embedder(pid: int) -> bool:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        return bool(f.read().split())
+    return False
