@@ -11,8 +11,8 @@ the time it would take to leak one 320×320 8-bit grayscale frame (819,200 bits)
 
 Channels (what the sender modulates → what the receiver reads):
 - cpu: busy loop or sleep per slot → utime+stime in /proc/PID/stat (clock ticks);
-- faults: touch N fresh pages per slot → minflt in /proc/PID/stat (2 bits per slot);
-- threads: 0–3 extra threads alive per slot → Threads in /proc/PID/status (2 bits);
+- faults: touch 64·N fresh pages per slot → minflt in /proc/PID/stat (2–4 bits a slot);
+- threads: N extra threads alive per slot → Threads in /proc/PID/status (2–3 bits);
 - ctxsw: many short sleeps or none → voluntary_ctxt_switches of the sending thread;
 - sigmask: the blocked real-time signals of one thread → SigBlk in
   /proc/PID/task/TID/status (a storage channel: 24 bits per slot);
@@ -22,7 +22,8 @@ Channels (what the sender modulates → what the receiver reads):
 The timing of records is not measured here: the guard publishes on its own clock, and
 "nothing in this tick" is one of the symbols its computed bound already counts.
 
-    PYTHONPATH=src .venv/bin/python bench/proc_channels.py [--bits 64] [--only cpu,comm]
+    PYTHONPATH=src .venv/bin/python bench/proc_channels.py [--bits 192] [--only cpu,comm] \
+        [--json src/mlsensors/privacy/datasheet/residual_channels.json]
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ class Setting:
 
 SETTINGS = (
     Setting("cpu", 0.1, 1), Setting("cpu", 0.05, 1),
-    Setting("faults", 0.05, 2), Setting("faults", 0.02, 2),
-    Setting("threads", 0.05, 2), Setting("threads", 0.02, 2), Setting("threads", 0.01, 2),
+    Setting("faults", 0.05, 2), Setting("faults", 0.02, 2), Setting("faults", 0.01, 4),
+    Setting("faults", 0.005, 4),
+    Setting("threads", 0.05, 2), Setting("threads", 0.02, 2), Setting("threads", 0.01, 3),
+    Setting("threads", 0.005, 3),
     Setting("ctxsw", 0.05, 1), Setting("ctxsw", 0.02, 1),
     Setting("sigmask", 0.01, 24), Setting("sigmask", 0.004, 24),
     Setting("sigmask", 0.002, 24),
@@ -263,15 +266,16 @@ class _Receiver:
 
     def decode(self, samples: list[object], baseline: object) -> list[int]:
         c = self.s.channel
+        top = (1 << self.s.bits_per_slot) - 1
         if c in ("cpu", "faults", "ctxsw"):
             deltas = [b - a for a, b in zip([baseline, *samples[:-1]], samples, strict=True)]
             if c == "faults":
-                return [max(0, min(3, round((d - 2) / 64))) for d in deltas]
+                return [max(0, min(top, round((d - 2) / 64))) for d in deltas]
             # cpu and ctxsw: 1 when well above the idle slots' level
             cut = (min(deltas) + max(deltas)) / 2
             return [int(d > cut) for d in deltas]
         if c == "threads":
-            return [max(0, min(3, v - baseline)) for v in samples]
+            return [max(0, min(top, v - baseline)) for v in samples]
         out = []
         for values in samples:  # the one thread whose value is not the baseline's
             changed = [v for t, v in values.items() if baseline.get(t) != v or
@@ -346,8 +350,11 @@ def _human(s: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bits", type=int, default=96, help="bits sent per setting")
+    parser.add_argument("--bits", type=int, default=192, help="bits sent per setting")
     parser.add_argument("--only", default="", help="comma-separated channels")
+    parser.add_argument("--json", metavar="PATH", default="",
+                        help="also write the rows there (the datasheet reads "
+                             "src/mlsensors/privacy/datasheet/residual_channels.json)")
     args = parser.parse_args()
     here = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -357,13 +364,20 @@ def main() -> None:
     print("| channel | slot | bits sent | raw bit/s | bit error rate | capacity bit/s | "
           "one 320×320 frame |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
     for setting in SETTINGS:
         if only and setting.channel not in only:
             continue
         m = measure(setting, args.bits)
+        rows.append({**asdict(m), "frame_seconds": None if math.isinf(m.frame_seconds)
+                     else round(m.frame_seconds, 1)})
         print(f"| {m.channel} | {m.slot * 1000:g} ms | {m.bits} | {m.raw_bps:,.0f} | "
               f"{m.error_rate:.3f} | {m.capacity_bps:,.1f} | {_human(m.frame_seconds)} |",
               flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"measured_by": "bench/proc_channels.py --bits " + str(args.bits),
+             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

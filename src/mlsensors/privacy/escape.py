@@ -106,9 +106,15 @@ CHANNELS: tuple[Channel, ...] = (
             "a thread name in /proc/PID/task/*/comm changed"),
     Channel("proc-signal-masks", "block a chosen set of signals in one thread",
             "SigBlk/SigIgn/SigCgt in /proc/PID/task/*/status changed"),
-    Channel("proc-sched", "nice, CPU affinity, SCHED_IDLE, timer slack of one thread",
-            "/proc/PID/task/*/stat and status, /proc/PID/timerslack_ns changed"),
-    Channel("signal", "SIGKILL to an outside process", "that process died"),
+    Channel("proc-sched", "nice, CPU affinity, SCHED_IDLE of one thread; timer slack, "
+            "oom_score_adj, personality", "/proc/PID/task/*/stat and status, "
+            "/proc/PID/{timerslack_ns,oom_score_adj,personality} changed"),
+    Channel("proc-limits", "set soft rlimits to chosen values",
+            "/proc/PID/limits (world-readable) changed"),
+    Channel("signal", "SIGKILL (kill and pidfd_send_signal) to an outside process",
+            "that process died"),
+    Channel("kmsg", "write a line to /dev/kmsg (the kernel log)",
+            "the line is in the kernel log"),
     Channel("ptrace", "PTRACE_SEIZE an outside process", "its TracerPid is set"),
     Channel("exec", "fork + execve of Python and /bin/sh; posix_spawn",
             "a process with the inside's marker in its command line exists"),
@@ -354,6 +360,9 @@ class ProcessView:
     cmdline: bytes | None
     environ: bytes | None
     timerslack: str
+    oom_score_adj: str
+    personality: str
+    limits: str
     ns: tuple[tuple[str, str], ...]
     tasks: dict[int, TaskView]
 
@@ -384,7 +393,9 @@ class ProcessView:
         return cls(pid, fields[19], _read(f"/proc/{pid}/cmdline"),
                    _read(f"/proc/{pid}/environ"),
                    (_read(f"/proc/{pid}/timerslack_ns", False) or "").strip(),
-                   tuple(ns), tasks)
+                   (_read(f"/proc/{pid}/oom_score_adj", False) or "").strip(),
+                   (_read(f"/proc/{pid}/personality", False) or "").strip(),
+                   _read(f"/proc/{pid}/limits", False) or "", tuple(ns), tasks)
 
 
 def _views(root: int) -> dict[int, ProcessView]:
@@ -642,8 +653,40 @@ class Observer:
         found = [self._task_values(lambda t: f"nice {t.nice}"),
                  self._task_values(lambda t: f"policy {t.policy}"),
                  self._task_values(lambda t: f"Cpus_allowed_list {t.cpus}"),
-                 self._same_process("timerslack")]
+                 self._same_process("timerslack"), self._same_process("oom_score_adj"),
+                 self._same_process("personality")]
         return "; ".join(f for f in found if f)
+
+    def proc_limits(self) -> str:
+        out = []
+        for pid, was in self.baseline.items():
+            now = self.after.get(pid)
+            if now is None or now.start != was.start:
+                continue
+            changed = sorted(set(now.limits.splitlines()) - set(was.limits.splitlines()))
+            out += [f"PID {pid}: {' '.join(line.split())}" for line in changed]
+        return "; ".join(out)
+
+    def kmsg(self) -> str:
+        mark = f"mlsensors-{self.a.token}-kmsg".encode()
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return ""
+        try:
+            while True:
+                try:
+                    record = os.read(fd, 8192)
+                except BlockingIOError:
+                    return ""
+                except OSError:  # EPIPE: a record was overwritten; read on
+                    continue
+                if not record:
+                    return ""
+                if mark in record:
+                    return "the kernel log holds the inside's line"
+        finally:
+            os.close(fd)
 
     def signal(self) -> str:
         code = self.a.signal_victim.poll()

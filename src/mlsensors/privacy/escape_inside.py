@@ -353,7 +353,34 @@ class Hostile:
         self._fork(run)
 
     def try_signal(self) -> None:
+        with contextlib.suppress(OSError):
+            fd = os.pidfd_open(self.plan.signal_victim)
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
         os.kill(self.plan.signal_victim, signal.SIGKILL)
+
+    def try_kmsg(self) -> None:
+        with open("/dev/kmsg", "w") as f:
+            f.write(f"mlsensors-{self.plan.token}-kmsg\n")
+
+    def try_limits(self) -> None:
+        """Soft limits are free numbers up to the hard limit, and /proc/PID/limits is
+        world-readable: a storage channel unless the seal forbids setting them."""
+        import resource
+
+        token = int(self.plan.token, 16)
+        for limit, base in ((resource.RLIMIT_STACK, 8 << 20), (resource.RLIMIT_CPU, 1 << 20),
+                            (resource.RLIMIT_NOFILE, 0)):
+            with contextlib.suppress(OSError, ValueError):
+                hard = resource.getrlimit(limit)[1]
+                value = base + token if hard == resource.RLIM_INFINITY else \
+                    max(0, hard - 1 - token % 8)
+                resource.setrlimit(limit, (value, hard))
+
+    def try_oom_score(self) -> None:
+        _write(f"/proc/{os.getpid()}/oom_score_adj", str(500 + int(self.plan.token, 16) % 500))
+
+    def try_personality(self) -> None:
+        _libc.personality(ctypes.c_ulong(0x0040000))  # ADDR_NO_RANDOMIZE
 
     def try_ptrace(self) -> None:
         _check(_libc.ptrace(ctypes.c_long(PTRACE_SEIZE), ctypes.c_long(self.plan.trace_victim),
