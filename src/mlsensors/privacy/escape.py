@@ -77,14 +77,16 @@ CHANNELS: tuple[Channel, ...] = (
             "the audit's UDP socket received bytes"),
     Channel("tcp-host-address", "TCP connect to this machine's own non-loopback address",
             "the listener on 0.0.0.0 accepted a connection"),
-    Channel("file-mode", "chmod 04777 on a canary file and folder and on its own source",
+    Channel("file-mode", "chmod 04777 on a canary file and folder, a file next to the "
+            "gallery file, and its own source",
             "their mode changed"),
     Channel("file-times", "utimensat with chosen nanoseconds on the same",
             "their mtime/atime changed"),
     Channel("file-xattr", "setxattr user.* (4,000 B) on the same",
             "extended attributes appeared"),
     Channel("file-owner", "chown to 65534 on the same", "owner or group changed"),
-    Channel("file-content", "open for writing and truncate the canary and its source",
+    Channel("file-content", "open for writing and truncate the canary, the file next to "
+            "the gallery file and its own source",
             "content or size changed"),
     Channel("file-remove", "unlink a file, rename a folder outside",
             "the file or folder is gone"),
@@ -124,6 +126,8 @@ CHANNELS: tuple[Channel, ...] = (
             "a process of the sealed tree still runs after the sensor stopped"),
     Channel("sysv-ipc", "create SysV shm/msg/sem; attach an outside shm; fill an outside "
             "message queue", "/proc/sysvipc shows them (key, attach, messages)"),
+    Channel("posix-mqueue", "mq_open(O_CREAT) a POSIX message queue",
+            "the queue opens from outside"),
     Channel("keyring", "add_key to the session and user keyrings",
             "the key is found from outside (keyctl search)"),
     Channel("locks", "flock and a POSIX read lock on a file it may read (its source)",
@@ -421,6 +425,9 @@ class Arena:
         self.canary_dir = os.path.join(self.dir, "canary-dir")
         os.mkdir(self.canary_dir, 0o755)
         self.victim_file = self._file("victim.txt", b"victim\n")
+        self.neighbour_file = os.path.join(self.gallery_dir, "neighbour.txt")
+        with open(self.neighbour_file, "wb") as f:
+            f.write(b"next to the gallery\n")
         self.secret = secrets.token_bytes(32)
         self.secret_file = self._file("secret.bin", self.secret)
         self.create_dirs = tuple(d for d in (self.dir, self.gallery_dir, "/tmp", "/dev/shm",
@@ -447,7 +454,8 @@ class Arena:
             self.token, self.dir, self.listeners.stream_path, self.listeners.dgram_path,
             self.listeners.seqpacket_path, self.listeners.abstract_name, self.bus_path,
             self.listeners.tcp_port, self.listeners.udp_port, host_ip, self.listeners.host_port,
-            self.canary_file, self.canary_dir, self.victim_file, self.secret_file,
+            self.canary_file, self.canary_dir, self.victim_file, self.neighbour_file,
+            self.secret_file,
             self.create_dirs, self.signal_victim.pid, self.trace_victim.pid,
             self.sysv_create, self.sysv_shm_key, self.sysv_msg_key, self.plan_path)
         self._file("plan.json", self.plan.to_json().encode())
@@ -465,7 +473,7 @@ class Arena:
         return secrets.randbelow(1 << 30) + (1 << 20)
 
     def watched(self) -> tuple[str, ...]:
-        return (self.canary_file, self.canary_dir, self.plan_path)
+        return (self.canary_file, self.canary_dir, self.neighbour_file, self.plan_path)
 
     def created(self) -> list[str]:
         """Paths with the inside's marker in the places it tried to create things."""
@@ -496,6 +504,7 @@ class Arena:
             ident = call(*args)
             if ident >= 0:
                 ctl(ident, 0, _IPC_RMID) if ctl is _libc.semctl else ctl(ident, _IPC_RMID, None)
+        _libc.mq_unlink(f"/mlsensors-{self.token}".encode())
         for path in self.created():
             with contextlib.suppress(OSError):
                 if os.path.isdir(path) and not os.path.islink(path):
@@ -770,6 +779,15 @@ class Observer:
         if msg.get("qnum", "0") != "0":
             out.append(f"the outside message queue holds {msg['qnum']} message(s)")
         return "; ".join(out)
+
+    def posix_mqueue(self) -> str:
+        name = f"/mlsensors-{self.a.token}".encode()
+        _libc.mq_open.restype = ctypes.c_int
+        fd = _libc.mq_open(name, ctypes.c_int(os.O_RDONLY))
+        if fd < 0:
+            return ""
+        _libc.mq_close(fd)
+        return "the queue exists outside"
 
     def keyring(self) -> str:
         found = _key_search(f"mlsensors-{self.a.token}")

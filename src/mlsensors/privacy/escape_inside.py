@@ -66,6 +66,8 @@ class Plan:
     canary_file: str
     canary_dir: str
     victim_file: str
+    neighbour_file: str
+    """A file next to the gallery file (as `~/.bashrc` is next to `~/gallery.bin`)."""
     secret_file: str
     create_dirs: tuple[str, ...]
     signal_victim: int
@@ -190,7 +192,8 @@ class Hostile:
                 action(path)
 
     def _targets(self) -> tuple[str, ...]:
-        return (self.plan.canary_file, self.plan.canary_dir, self.source)
+        return (self.plan.canary_file, self.plan.canary_dir, self.plan.neighbour_file,
+                self.source)
 
     def try_chmod(self) -> None:
         self._each(self._targets(), lambda p: os.chmod(p, 0o4777))
@@ -209,8 +212,9 @@ class Hostile:
         def write(p: str) -> None:
             with open(p, "r+b") as f:
                 f.write(b"LEAK")
-        self._each((self.plan.canary_file, self.source), write)
-        self._each((self.plan.canary_file,), lambda p: os.truncate(p, 1))
+        self._each((self.plan.canary_file, self.plan.neighbour_file, self.source), write)
+        self._each((self.plan.canary_file, self.plan.neighbour_file),
+                   lambda p: os.truncate(p, 1))
 
     def try_remove(self) -> None:
         self._each((self.plan.victim_file,), os.unlink)
@@ -403,6 +407,12 @@ class Hostile:
         addr = _libc.shmat(sid, None, 0)
         if addr not in (None, ctypes.c_void_p(-1).value):
             ctypes.memmove(addr, b"LEAK", 4)
+
+    def try_posix_mqueue(self) -> None:
+        _libc.mq_open.restype = ctypes.c_int
+        _check(_libc.mq_open(f"/mlsensors-{self.plan.token}".encode(),
+                             ctypes.c_int(os.O_CREAT | os.O_RDWR), ctypes.c_int(0o644), None),
+               "mq_open")
 
     def try_keyring(self) -> None:
         nr = _SYSCALLS.get("add_key")
