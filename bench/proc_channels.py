@@ -17,7 +17,10 @@ Channels (what the sender modulates → what the receiver reads):
 - sigmask: the blocked real-time signals of one thread → SigBlk in
   /proc/PID/task/TID/status (a storage channel: 24 bits per slot);
 - comm: the thread name → /proc/PID/task/TID/comm (15 bytes per slot; 0 when the seal
-  forbids PR_SET_NAME and /proc/self writes).
+  forbids PR_SET_NAME and /proc/self writes);
+- pagecache: which of 64 pages of its source it reads → which are in the page cache
+  (mincore) after the receiver evicted them (posix_fadvise DONTNEED) before the slot.
+  Not /proc, but any file both sides can read is shared kernel state.
 
 The timing of records is not measured here: the guard publishes on its own clock, and
 "nothing in this tick" is one of the symbols its computed bound already counts.
@@ -71,6 +74,8 @@ SETTINGS = (
     Setting("sigmask", 0.01, 24), Setting("sigmask", 0.004, 24),
     Setting("sigmask", 0.002, 24),
     Setting("comm", 0.01, 15 * 6), Setting("comm", 0.004, 15 * 6),
+    Setting("pagecache", 0.05, 64), Setting("pagecache", 0.02, 64),
+    Setting("pagecache", 0.01, 64),
 )
 
 
@@ -114,7 +119,8 @@ def sender(hub: Hub, stop: threading.Event, config, **_) -> None:
     threading.Thread(target=keepalive, daemon=True).start()
     start = math.ceil(time.time()) + 1.0
     symbols = _symbols(plan["bits"], setting.bits_per_slot)
-    send = _SENDERS[setting.channel](setting)
+    send = _SOURCE_SENDERS[setting.channel](config.source) \
+        if setting.channel in _SOURCE_SENDERS else _SENDERS[setting.channel](setting)
     for i, symbol in enumerate(symbols):
         slot_start = start + i * setting.slot
         _sleep_until(slot_start)
@@ -208,9 +214,24 @@ def _set_name(symbol: int) -> None:
             f.write(name)
 
 
+class _PageCache:
+    def __init__(self, source: str) -> None:
+        self.fd = os.open(source, os.O_RDONLY)
+        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead
+
+    def __call__(self, symbol: int, until: float) -> None:
+        for b in range(PAGE_BITS):
+            if symbol >> (PAGE_BITS - 1 - b) & 1:
+                os.pread(self.fd, 1, (1 + b) * PAGE)
+
+
+PAGE = 4096
+PAGE_BITS = 64
+
 _SENDERS = {"cpu": _cpu, "faults": _faults, "threads": lambda s: _Threads(),
             "ctxsw": _ctxsw, "sigmask": lambda s: _Marker(_set_mask),
             "comm": lambda s: _Marker(_set_name)}
+_SOURCE_SENDERS = {"pagecache": _PageCache}
 
 
 # -- outside ------------------------------------------------------------------------
@@ -238,12 +259,26 @@ def _tasks(pid: int) -> list[int]:
 class _Receiver:
     """Reads one value per slot; decodes symbols from values (deltas for counters)."""
 
-    def __init__(self, setting: Setting, pid: int) -> None:
+    def __init__(self, setting: Setting, pid: int, source: str) -> None:
         self.s, self.pid = setting, pid
         self.main = pid
+        if setting.channel == "pagecache":
+            self.fd = os.open(source, os.O_RDONLY)
+            self.map = mmap.mmap(self.fd, (1 + PAGE_BITS) * PAGE, access=mmap.ACCESS_COPY)
+            self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+            self.vec = (ctypes.c_ubyte * (1 + PAGE_BITS))()
+
+    def evict(self) -> None:
+        if self.s.channel == "pagecache":
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def read(self) -> object:
         c, pid = self.s.channel, self.pid
+        if c == "pagecache":
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.mincore(ctypes.c_void_p(self.addr), ctypes.c_size_t((1 + PAGE_BITS) * PAGE),
+                         self.vec)
+            return int("".join(str(self.vec[1 + b] & 1) for b in range(PAGE_BITS)), 2)
         if c == "cpu":
             f = _stat(pid)
             return int(f[11]) + int(f[12])
@@ -276,6 +311,8 @@ class _Receiver:
             return [int(d > cut) for d in deltas]
         if c == "threads":
             return [max(0, min(top, v - baseline)) for v in samples]
+        if c == "pagecache":
+            return samples
         out = []
         for values in samples:  # the one thread whose value is not the baseline's
             changed = [v for t, v in values.items() if baseline.get(t) != v or
@@ -303,7 +340,9 @@ def measure(setting: Setting, nbits: int) -> Measured:
     bits = [rng.randint(0, 1) for _ in range(nbits)]
     with tempfile.TemporaryDirectory(prefix="mlsensors-proc-bench-") as tmp:
         plan = Path(tmp) / "plan.json"
-        plan.write_text(json.dumps({"setting": asdict(setting), "bits": bits}))
+        text = json.dumps({"setting": asdict(setting), "bits": bits})
+        # padded with spaces (still JSON) to the pages the pagecache channel uses
+        plan.write_text(text.ljust((2 + PAGE_BITS) * PAGE))
         hub = Hub()
         with SealedSensor(hub, str(plan), work="proc_channels:sender") as sensor:
             deadline = time.monotonic() + 60
@@ -312,7 +351,7 @@ def measure(setting: Setting, nbits: int) -> Measured:
                     raise SystemExit(f"sender did not start: {hub.snapshot().status.detail}")
                 time.sleep(0.02)
             pid = sensor.child_pid
-            rx = _Receiver(setting, pid)
+            rx = _Receiver(setting, pid, str(plan))
             while time.time() % 1.0 > 0.3:  # send go early in a second: same rounding
                 time.sleep(0.01)
             sent_at = time.time()
@@ -328,6 +367,8 @@ def measure(setting: Setting, nbits: int) -> Measured:
             samples = []
             phase = 0.9 if setting.channel in ("cpu", "faults", "ctxsw") else 0.6
             for i in range(nbits // setting.bits_per_slot):
+                _sleep_until(start + (i - 0.2) * setting.slot)
+                rx.evict()
                 _sleep_until(start + (i + phase) * setting.slot)
                 samples.append(rx.read())
             symbols = rx.decode(samples, baseline)

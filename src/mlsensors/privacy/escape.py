@@ -137,6 +137,8 @@ CHANNELS: tuple[Channel, ...] = (
 
 AFTER_STOP = frozenset({"orphan"})
 """Channels judged after the sensor stopped; the others while it still runs."""
+ORPHAN_GRACE = 3.0
+"""Seconds the sealed tree's processes get to end after the sensor stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,20 +753,31 @@ class Observer:
         return "; ".join(f"PID {pid} in new " + ", ".join(new)
                          for pid, new in self.new_namespaces.items())
 
+    def still_running(self) -> list[ProcessView]:
+        """Processes of the sealed tree (as seen when the hostile code was done) alive
+        now, not counting those already counted under `exec` or `namespaces`."""
+        counted = set(self.exec_pids) | set(self.new_namespaces)
+        alive = []
+        for old in [*self.after.values(), *self._in_sandbox_namespaces()]:
+            now = ProcessView.read(old.pid)
+            if now is not None and now.start == old.start and not _is_zombie(old.pid) \
+                    and old.pid not in counted:
+                alive.append(old)
+        return alive
+
     def orphan(self) -> str:
         """Processes of the sealed tree still running after the sensor stopped (ended
         here, by PID). Those already counted under `exec` or `namespaces` are not
         counted again: each escape shows up once."""
-        counted = set(self.exec_pids) | set(self.new_namespaces)
         out = []
-        for old in [*self.after.values(), *self._in_sandbox_namespaces()]:
-            now = ProcessView.read(old.pid)
-            if now is None or now.start != old.start or _is_zombie(old.pid):
-                continue
+        for old in self.still_running():
             with contextlib.suppress(OSError):
                 os.kill(old.pid, signal.SIGKILL)
-            if old.pid not in counted:
-                out.append(f"PID {old.pid} still ran after the sensor stopped")
+            out.append(f"PID {old.pid} still ran {ORPHAN_GRACE:g} s after the sensor "
+                       f"stopped")
+        for pid in {*self.exec_pids, *self.new_namespaces}:  # counted above; end them
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         return "; ".join(out)
 
     def sysv_ipc(self) -> str:
@@ -884,7 +897,9 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
         finally:
             sensor.stop()
         if not problem:
-            time.sleep(0.5)
+            # The tree's own processes (the embedder) end on their own, once their
+            # pipes close; what still runs after ORPHAN_GRACE is an orphan.
+            _wait(lambda: not observer.still_running(), ORPHAN_GRACE)
             seen |= {name: observer.look(name) for name in AFTER_STOP}
         _kill_marked(arena.token)
     finally:
