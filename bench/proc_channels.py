@@ -75,7 +75,8 @@ SETTINGS = (
     Setting("sigmask", 0.002, 24),
     Setting("comm", 0.01, 15 * 6), Setting("comm", 0.004, 15 * 6),
     Setting("pagecache", 0.05, 64), Setting("pagecache", 0.02, 64),
-    Setting("pagecache", 0.01, 64),
+    Setting("pagecache", 0.01, 64), Setting("pagecache", 0.005, 64),
+    Setting("pagecache", 0.002, 64),
 )
 
 
@@ -336,13 +337,16 @@ def measure(setting: Setting, nbits: int) -> Measured:
     from mlsensors.privacy.sealed import SealedSensor
 
     rng = random.Random(1)
-    nbits = max(nbits - nbits % setting.bits_per_slot, 4 * setting.bits_per_slot)
+    nbits = max(nbits - nbits % setting.bits_per_slot, 12 * setting.bits_per_slot)
     bits = [rng.randint(0, 1) for _ in range(nbits)]
     with tempfile.TemporaryDirectory(prefix="mlsensors-proc-bench-") as tmp:
         plan = Path(tmp) / "plan.json"
         text = json.dumps({"setting": asdict(setting), "bits": bits})
         # padded with spaces (still JSON) to the pages the pagecache channel uses
-        plan.write_text(text.ljust((2 + PAGE_BITS) * PAGE))
+        with open(plan, "w") as f:
+            f.write(text.ljust((2 + PAGE_BITS) * PAGE))
+            f.flush()
+            os.fsync(f.fileno())  # dirty pages would not be evicted
         hub = Hub()
         with SealedSensor(hub, str(plan), work="proc_channels:sender") as sensor:
             deadline = time.monotonic() + 60

@@ -76,7 +76,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("udp-loopback", "UDP datagram to the parent's 127.0.0.1",
             "the audit's UDP socket received bytes"),
     Channel("tcp-host-address", "TCP connect to this machine's own non-loopback address",
-            "the listener on 0.0.0.0 accepted a connection"),
+            "the listener on that address accepted a connection"),
     Channel("file-mode", "chmod 04777 on a canary file and folder, a file next to the "
             "gallery file, and its own source",
             "their mode changed"),
@@ -195,7 +195,7 @@ class _Listeners:
         self.tcp_port = self._listen("tcp-loopback", socket.AF_INET, socket.SOCK_STREAM,
                                      ("127.0.0.1", 0))[1]
         self.host_port = self._listen("tcp-host-address", socket.AF_INET, socket.SOCK_STREAM,
-                                      ("0.0.0.0", 0))[1] if host_ip else 0
+                                      (host_ip, 0))[1] if host_ip else 0
         self._listen("unix-dgram-path", socket.AF_UNIX, socket.SOCK_DGRAM, self.dgram_path)
         self.udp_port = self._listen("udp-loopback", socket.AF_INET, socket.SOCK_DGRAM,
                                      ("127.0.0.1", 0))[1]
@@ -416,7 +416,7 @@ def _views(root: int) -> dict[int, ProcessView]:
 class Arena:
     """Everything the audit sets up outside before the child starts, and cleans up."""
 
-    def __init__(self, identify: bool) -> None:
+    def __init__(self) -> None:
         self.token = secrets.token_hex(4)
         self.dir = tempfile.mkdtemp(prefix="mlsensors-escape-")
         os.chmod(self.dir, 0o755)
@@ -853,7 +853,7 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
     from mlsensors.privacy.sealed import SealedSensor
 
     t0 = time.monotonic()
-    arena = Arena(identify)
+    arena = Arena()
     faces: set = set()
     marks: list[int] = []
     hub = Hub()
