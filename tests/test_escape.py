@@ -90,3 +90,17 @@ def test_audit_command_fails_on_an_open_channel(capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and not out["passed"]
     assert out["escape"]["verdicts"] and not out["escape"]["passed"]
+
+
+def test_outside_view_fails_on_an_unsealed_process():
+    """`audit --pid`'s view from /proc, on this (unsealed) test process: every check
+    that a seal must pass fails here."""
+    import os
+
+    from mlsensors.privacy.audit import outside_view_checks
+
+    verdict = {c.name: c for c in outside_view_checks(os.getpid())}
+    assert not verdict["own namespaces (user, net, mnt, pid, ipc, uts)"].passed
+    assert "user" in verdict["own namespaces (user, net, mnt, pid, ipc, uts)"].evidence
+    assert not verdict["private file-system view"].passed
+    assert not verdict["seccomp filter and no_new_privs"].passed
