@@ -45,7 +45,7 @@ def test_catalogue_is_data_with_an_observer_per_channel():
         assert c.tried and c.observed
         assert callable(getattr(escape.Observer, c.name.replace("-", "_")))
     assert set(names) >= escape.AFTER_STOP
-    plan = escape_inside.Plan("ab", "/x", "s", "d", "q", "a", "b", 1, 2, "", 0, "c", "cd",
+    plan = escape_inside.Plan("ab", "/x", "s", "d", "q", "a", "b", 1, 0, 2, "", 0, "c", "cd",
                               "v", "n", "sec", ("/tmp",), 1, 2, (3, 4, 5), 6, 7, "l")
     assert escape_inside.Plan.from_json(plan.to_json()) == plan
 

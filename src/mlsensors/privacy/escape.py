@@ -73,6 +73,8 @@ CHANNELS: tuple[Channel, ...] = (
             "the virtual bus server counts a client"),
     Channel("tcp-loopback", "TCP connect to a listener on the parent's 127.0.0.1",
             "the listener accepted a connection"),
+    Channel("tcp6-loopback", "TCP connect to a listener on the parent's ::1",
+            "the listener accepted a connection"),
     Channel("udp-loopback", "UDP datagram to the parent's 127.0.0.1",
             "the audit's UDP socket received bytes"),
     Channel("tcp-host-address", "TCP connect to this machine's own non-loopback address",
@@ -120,7 +122,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("ptrace", "PTRACE_SEIZE an outside process", "its TracerPid is set"),
     Channel("exec", "fork + execve of Python and /bin/sh; posix_spawn",
             "a process with the inside's marker in its command line exists"),
-    Channel("namespaces", "fork + unshare user, mount, pid, ipc, uts, net, cgroup",
+    Channel("namespaces", "fork + unshare user, mount, pid, ipc, uts, net, cgroup; fork + "
+            "setns into PID 1's namespaces",
             "a new process in namespaces the sealed tree did not have"),
     Channel("orphan", "a grandchild in its own session",
             "a process of the sealed tree still runs after the sensor stopped"),
@@ -196,6 +199,10 @@ class _Listeners:
                                      ("127.0.0.1", 0))[1]
         self.host_port = self._listen("tcp-host-address", socket.AF_INET, socket.SOCK_STREAM,
                                       (host_ip, 0))[1] if host_ip else 0
+        self.tcp6_port = 0
+        with contextlib.suppress(OSError):  # no IPv6 here: nothing to try
+            self.tcp6_port = self._listen("tcp6-loopback", socket.AF_INET6, socket.SOCK_STREAM,
+                                          ("::1", 0))[1]
         self._listen("unix-dgram-path", socket.AF_UNIX, socket.SOCK_DGRAM, self.dgram_path)
         self.udp_port = self._listen("udp-loopback", socket.AF_INET, socket.SOCK_DGRAM,
                                      ("127.0.0.1", 0))[1]
@@ -455,7 +462,8 @@ class Arena:
         self.plan = Plan(
             self.token, self.dir, self.listeners.stream_path, self.listeners.dgram_path,
             self.listeners.seqpacket_path, self.listeners.abstract_name, self.bus_path,
-            self.listeners.tcp_port, self.listeners.udp_port, host_ip, self.listeners.host_port,
+            self.listeners.tcp_port, self.listeners.tcp6_port, self.listeners.udp_port, host_ip,
+            self.listeners.host_port,
             self.canary_file, self.canary_dir, self.victim_file, self.neighbour_file,
             self.secret_file,
             self.create_dirs, self.signal_victim.pid, self.trace_victim.pid,
@@ -553,6 +561,9 @@ class Observer:
 
     def tcp_loopback(self) -> str:
         return self._hits("tcp-loopback")
+
+    def tcp6_loopback(self) -> str:
+        return self._hits("tcp6-loopback")
 
     def udp_loopback(self) -> str:
         return self._hits("udp-loopback")

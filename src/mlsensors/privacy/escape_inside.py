@@ -59,6 +59,8 @@ class Plan:
     abstract_name: str
     bus_path: str
     tcp_port: int
+    tcp6_port: int
+    """A TCP listener on the parent's ::1 (0 without IPv6)."""
     udp_port: int
     host_ip: str
     """A non-loopback address of this machine ("" if none); a TCP listener there."""
@@ -178,6 +180,12 @@ class Hostile:
         if self.plan.host_ip:
             s = socket.create_connection((self.plan.host_ip, self.plan.host_port), timeout=1.0)
             self.held.append(s)
+
+    def try_tcp6(self) -> None:
+        if self.plan.tcp6_port:
+            s = socket.create_connection(("::1", self.plan.tcp6_port), timeout=1.0)
+            self.held.append(s)
+            s.sendall(b"leak")
 
     def try_udp(self) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -344,6 +352,19 @@ class Hostile:
                 if _libc.unshare(ctypes.c_int(flag)) == 0:
                     done = True
             if done:
+                time.sleep(60)
+        self._fork(run)
+
+    def try_setns(self) -> None:
+        """Join the machine's namespaces (PID 1's) in a fork that then stays."""
+        def run() -> None:
+            joined = False
+            for name in ("user", "mnt", "net", "pid", "ipc", "uts"):
+                with contextlib.suppress(OSError):
+                    fd = os.open(f"/proc/1/ns/{name}", os.O_RDONLY)
+                    if _libc.setns(fd, 0) == 0:
+                        joined = True
+            if joined:
                 time.sleep(60)
         self._fork(run)
 
