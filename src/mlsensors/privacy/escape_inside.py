@@ -340,9 +340,9 @@ class Hostile:
                 os.execv(sys.executable, argv)
             with contextlib.suppress(OSError):
                 os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60", f"exec-{self.plan.token}"])
-        self._fork(run)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # clone(CLONE_VM|CLONE_VFORK) + execve
             os.posix_spawn(sys.executable, argv, {})
+        self._fork(run)
 
     def try_unshare(self) -> None:
         def run() -> None:
