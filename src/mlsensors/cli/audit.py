@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         print()
     else:
         what = (f"watched {report.seconds:g} s at ≤ {report.max_rate:g} records/s"
-                if args.pid is None else "attached: /proc, configuration and model checks "
-                "only; run without --pid for the probes, rate and injection checks")
+                if args.pid is None else "attached: what /proc shows of it, its "
+                "configuration and models; run without --pid for the probes, rate, "
+                "injection checks and the escape suite")
         print(f"sensing process PID {report.child_pid} (inspect /proc/{report.child_pid} "
               f"while it runs); {what}")
         width = max(len(c.name) for c in report.checks)

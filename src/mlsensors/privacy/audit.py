@@ -417,11 +417,12 @@ def find_sealed_children() -> list[int]:
     return sorted(found)
 
 
-def outside_view_checks(pid: int) -> list[Check]:
+def outside_view_checks(pid: int, label: str = "") -> list[Check]:
     """What anyone on the machine sees of a sealed process, judged against the auditor's
     own view of the machine: every namespace its own, nothing on its command line that
-    it could rewrite, one fixed thread name, a file-system view that is not the host's."""
-    out = []
+    it could rewrite, one fixed thread name, a file-system view that is not the host's.
+    `label` prefixes the check names (another process of the same sensor)."""
+    out: list[Check] = []
     mine, theirs = ProcView.read("self"), ProcView.read(pid)
     shared = [n for n in ("user", "net", "mnt", "pid", "ipc", "uts")
               if theirs.ns.get(n) in (mine.ns.get(n), "?")]
@@ -453,7 +454,7 @@ def outside_view_checks(pid: int) -> list[Check]:
             host = {line.split()[4] for line in f if line.strip()}
     except OSError as e:
         out.append(Check("private file-system view", False, f"mountinfo unreadable: {e}"))
-        return out
+        return _labelled(out, label)
     points = [m[4] for m in mounts]
     writable = [m[4] for m in mounts if "rw" in m[5].split(",") and m[4] not in
                 ("/dev/null", "/dev/zero", "/dev/urandom") and not m[4].startswith("/proc")]
@@ -468,7 +469,11 @@ def outside_view_checks(pid: int) -> list[Check]:
                      status.get("Seccomp") == "2" and status.get("NoNewPrivs") == "1",
                      f"Seccomp: {status.get('Seccomp', '?')} (2 = filter), NoNewPrivs: "
                      f"{status.get('NoNewPrivs', '?')}"))
-    return out
+    return _labelled(out, label)
+
+
+def _labelled(checks: list[Check], label: str) -> list[Check]:
+    return [Check(f"{label}{c.name}", c.passed, c.evidence) for c in checks]
 
 
 def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
@@ -509,6 +514,8 @@ def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     checks += outside_view_checks(pid)
     if identify:
         checks.append(_embedder_check(view, parent))
+        for kid in _children(pid):
+            checks += outside_view_checks(kid, "embedding process: ")
     model = json.loads(config.sensor_options).get("model", "full") if config else "auto"
     checks.append(_model_check(model))
     capacity_now = capacity(max_rate)
@@ -527,7 +534,15 @@ def _memory_cap(config) -> int:
     return role("sensing").limits.address_space
 
 
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), \
+                    open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    return kids
+
+
 def _has_embedder(pid: int) -> bool:
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
-        return bool(f.read().split())
-    return False
+    return bool(_children(pid))
