@@ -387,14 +387,15 @@ def _model_check(detector: str) -> Check:
                  "; ".join(bad + [f"{m} missing" for m in missing]) or f"verified {checked}")
 
 
-def _sealed_comms() -> set[bytes]:
-    """The fixed thread names the sealed roles set (/proc/PID/comm), if the policy
-    names them."""
+def _sealed_comms(embedder: bool = False) -> set[bytes]:
+    """The fixed thread names the sealed roles set (/proc/PID/comm): of the roles that
+    sense (a sensor's main sealed process), or of every role with `embedder`."""
     try:
         from mlsensors.privacy.policy import ROLES
     except ImportError:
         return set()
-    return {p.comm.encode() for name, p in ROLES.items() if p.comm and name != "embedder"}
+    return {p.comm.encode() for name, p in ROLES.items()
+            if p.comm and (embedder or name != "embedder")}
 
 
 def find_sealed_children() -> list[int]:
@@ -442,7 +443,7 @@ def outside_view_checks(pid: int, label: str = "") -> list[Check]:
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/comm") as f:
             comms.add(f.read().strip())
-    fixed = _sealed_comms()
+    fixed = _sealed_comms(embedder=True)
     out.append(Check("one fixed thread name", len(comms) == 1 and (
                      not fixed or comms <= {c.decode() for c in fixed}),
                      f"thread names {sorted(comms)}"
