@@ -20,7 +20,9 @@ Channels (what the sender modulates → what the receiver reads):
   forbids PR_SET_NAME and /proc/self writes);
 - pagecache: which of 64 pages of its source it reads → which are in the page cache
   (mincore) after the receiver evicted them (posix_fadvise DONTNEED) before the slot.
-  Not /proc, but any file both sides can read is shared kernel state.
+  Not /proc, but any file both sides can read is shared kernel state;
+- inotify: how many times it opens its source per slot → open/close events of an
+  inotify watch outside (6–8 bits a slot).
 
 The timing of records is not measured here: the guard publishes on its own clock, and
 "nothing in this tick" is one of the symbols its computed bound already counts.
@@ -77,6 +79,8 @@ SETTINGS = (
     Setting("pagecache", 0.05, 64), Setting("pagecache", 0.02, 64),
     Setting("pagecache", 0.01, 64), Setting("pagecache", 0.005, 64),
     Setting("pagecache", 0.002, 64),
+    Setting("inotify", 0.02, 6), Setting("inotify", 0.01, 6), Setting("inotify", 0.005, 8),
+    Setting("inotify", 0.002, 8),
 )
 
 
@@ -232,7 +236,20 @@ PAGE_BITS = 64
 _SENDERS = {"cpu": _cpu, "faults": _faults, "threads": lambda s: _Threads(),
             "ctxsw": _ctxsw, "sigmask": lambda s: _Marker(_set_mask),
             "comm": lambda s: _Marker(_set_name)}
-_SOURCE_SENDERS = {"pagecache": _PageCache}
+def _opens(source: str):
+    def send(symbol: int, until: float) -> None:
+        for _ in range(symbol):
+            os.close(os.open(source, os.O_RDONLY))
+    return send
+
+
+_SOURCE_SENDERS = {"pagecache": _PageCache, "inotify": _opens}
+IN_OPEN = 0x20
+IN_CLOSE_NOWRITE = 0x10
+"""Both watched: the kernel merges identical successive events, an open and a close
+alternate, so each open shows."""
+_EVENT = 16
+"""struct inotify_event without a name: wd, mask, cookie, len."""
 
 
 # -- outside ------------------------------------------------------------------------
@@ -268,6 +285,10 @@ class _Receiver:
             self.map = mmap.mmap(self.fd, (1 + PAGE_BITS) * PAGE, access=mmap.ACCESS_COPY)
             self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
             self.vec = (ctypes.c_ubyte * (1 + PAGE_BITS))()
+        if setting.channel == "inotify":
+            libc = ctypes.CDLL(None, use_errno=True)
+            self.fd = libc.inotify_init1(os.O_NONBLOCK)
+            libc.inotify_add_watch(self.fd, source.encode(), IN_OPEN | IN_CLOSE_NOWRITE)
 
     def evict(self) -> None:
         if self.s.channel == "pagecache":
@@ -275,6 +296,12 @@ class _Receiver:
 
     def read(self) -> object:
         c, pid = self.s.channel, self.pid
+        if c == "inotify":  # events since the last read
+            n = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    n += len(os.read(self.fd, 1 << 16)) // _EVENT
+            return n // 2
         if c == "pagecache":
             libc = ctypes.CDLL(None, use_errno=True)
             libc.mincore(ctypes.c_void_p(self.addr), ctypes.c_size_t((1 + PAGE_BITS) * PAGE),
@@ -314,6 +341,8 @@ class _Receiver:
             return [max(0, min(top, v - baseline)) for v in samples]
         if c == "pagecache":
             return samples
+        if c == "inotify":
+            return [min(top, v) for v in samples]
         out = []
         for values in samples:  # the one thread whose value is not the baseline's
             changed = [v for t, v in values.items() if baseline.get(t) != v or
