@@ -885,6 +885,7 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
     after: dict[int, ProcessView] = {}
     lines: tuple[str, ...] = ()
     seen: dict[str, str] = {}
+    observer = Observer(arena, baseline, after, faces)
     try:
         try:
             sensor.start()
@@ -898,7 +899,13 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
                 if not _wait(lambda: _go(sensor), 5.0):
                     problem = "the sensing process did not take the go command"
                 elif not _wait(lambda: marks.count(MARK_DONE) >= 2, done_timeout):
-                    problem = f"the hostile code did not finish within {done_timeout:g} s"
+                    status = hub.snapshot().status
+                    problem = (f"the hostile code did not finish within {done_timeout:g} s "
+                               f"({status.state}: {status.detail or 'no detail'}; a seal "
+                               f"must refuse a call, not kill the process)")
+                elif sensor.stats().restarts:
+                    problem = ("the sensing process was restarted during the attempts: "
+                               "what it held is gone, the verdicts would be void")
                 after = _views(pid) if pid else {}
             observer = Observer(arena, baseline, after, faces)
             if not problem:  # while it runs: what it holds (locks, sockets) counts
@@ -907,11 +914,13 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
             lines = tuple(sensor.guard.logs.lines)
         finally:
             sensor.stop()
+        # The tree's own processes (the embedder) end on their own, once their pipes
+        # close; what still runs after ORPHAN_GRACE is an orphan (and is ended).
+        _wait(lambda: not observer.still_running(), ORPHAN_GRACE)
         if not problem:
-            # The tree's own processes (the embedder) end on their own, once their
-            # pipes close; what still runs after ORPHAN_GRACE is an orphan.
-            _wait(lambda: not observer.still_running(), ORPHAN_GRACE)
             seen |= {name: observer.look(name) for name in AFTER_STOP}
+        else:
+            observer.orphan()
         _kill_marked(arena.token)
     finally:
         arena.close()
