@@ -21,6 +21,8 @@ from mlsensors.hub import Hub, RegisterWrite
 from mlsensors.models import default_cache_dir
 from mlsensors.privacy.child import ChildConfig
 from mlsensors.privacy.guard import Guard, GuardTiming, late_after
+from mlsensors.privacy.launch import descendants_named
+from mlsensors.privacy.policy import role
 from mlsensors.privacy.sealed import SealedSensor
 from mlsensors.sensors.gallery_file import GalleryFile, NotEncrypted, write_new_key
 from mlsensors.sensors.gallery_keeper import GalleryKeeper
@@ -50,14 +52,6 @@ def first_id(hub: Hub) -> int | None:
 
 def command(hub: Hub, reg: Register, value: int) -> None:
     hub.command(RegisterWrite(int(reg), value))
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            kids += [int(k) for k in f.read().split()]
-    return kids
 
 
 def test_forged_calibration_records_are_dropped_and_one_per_request_kept(tmp_path):
@@ -150,7 +144,10 @@ def test_a_killed_embedding_process_is_a_fault_at_once_and_the_sensor_recovers(
     command(hub, Register.CALIBRATE_ID, 2)
     until(lambda: first_id(hub) == 2, what="ID 2")
     sensing = sensor.child_pid
-    (embedder,) = children_of(sensing)
+    # the launcher's waiter started the embedding process beside the sensing process
+    with open(f"/proc/{sensing}/status") as f:
+        waiter = int(next(line for line in f if line.startswith("PPid:")).split()[1])
+    (embedder,) = descendants_named(waiter, role("embedder").comm)
     mark = len(rec.snaps)
     os.kill(embedder, signal.SIGKILL)
     until(lambda: any(s.status.state == "fault" for _, s in rec.snaps[mark:]), timeout=5,

@@ -9,7 +9,6 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -24,6 +23,9 @@ from mlsensors.models.manifest import DETECTOR_MODELS
 from mlsensors.privacy.channel import Capacity, capacity
 from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
+from mlsensors.privacy.launch import WAITER_COMM, descendants_named
+from mlsensors.privacy.launch import comm_of as _comm
+from mlsensors.privacy.policy import NAMESPACES, role
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
 from mlsensors.sensors.person import SensorOptions
 from mlsensors.wire.record import RECORD_SIZE
@@ -72,12 +74,14 @@ class ProcView:
     limits: dict[str, tuple[str, str]]
     fds: dict[int, tuple[str, int]]
     """fd → (link target, open flags)."""
+    cmdline: bytes | None = None
+    comm: str = ""
 
     @classmethod
     def read(cls, pid: int | str) -> ProcView:
         base = f"/proc/{pid}"
         ns = {}
-        for name in ("user", "net", "mnt", "pid", "ipc", "uts"):
+        for name in NAMESPACES:
             try:
                 ns[name] = os.readlink(f"{base}/ns/{name}")
             except OSError:
@@ -102,7 +106,8 @@ class ProcView:
             except (OSError, AttributeError):
                 continue
             fds[int(entry)] = (target, flags)
-        return cls(int(pid) if pid != "self" else os.getpid(), ns, status, limits, fds)
+        real = int(pid) if pid != "self" else os.getpid()
+        return cls(real, ns, status, limits, fds, _cmdline(real), _comm(real))
 
 
 class _Listener:
@@ -241,10 +246,18 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
     (two to its embedding process, the store pipe to the guard); it writes no file
     either way."""
     out = []
-    for name in ("user", "net"):
+    for name in NAMESPACES:
         mine, theirs = view.ns[name], parent.ns[name]
         out.append(Check(f"{name} namespace", mine != theirs and mine != "?",
                          f"/proc/{view.pid}/ns/{name} = {mine}, the guard's is {theirs}"))
+    caps = {k: view.status.get(k, "?") for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb")}
+    out.append(Check("no capabilities", all(v.strip("0") == "" and v != "?"
+                                             for v in caps.values()),
+                     ", ".join(f"{k} {v}" for k, v in caps.items())))
+    cmdline = view.cmdline
+    out.append(Check("empty command line", cmdline == b"",
+                     f"/proc/{view.pid}/cmdline holds {len(cmdline)} bytes, thread name "
+                     f"{view.comm!r}" if cmdline is not None else "unreadable"))
     seccomp = view.status.get("Seccomp", "?")
     out.append(Check("seccomp filter", seccomp == "2",
                      f"Seccomp: {seccomp} (2 = filter), "
@@ -282,46 +295,39 @@ def _proc_checks(view: ProcView, parent: ProcView, cap_bytes: int, peak_kb: int,
 
 
 def _embedder_check(sensing: ProcView, guard: ProcView) -> Check:
-    """With IDs, the sensing process has one child, the embedding process: it must be
-    sealed on its own (namespaces unlike both, seccomp, no writes, its memory cap) and
-    hold nothing but pipes."""
-    from mlsensors.privacy.work import EMBED_MEMORY_CAP
-
-    kids = []
-    for task in os.listdir(f"/proc/{sensing.pid}/task"):
-        with contextlib.suppress(OSError), \
-                open(f"/proc/{sensing.pid}/task/{task}/children") as f:
-            kids += [int(k) for k in f.read().split()]
-    embedders = []
-    for kid in kids:
-        with contextlib.suppress(OSError), open(f"/proc/{kid}/cmdline", "rb") as f:
-            if b"mlsensors.sensors.embed_child" in f.read():
-                embedders.append(kid)
-    if len(embedders) != 1 or len(kids) != 1:
+    """With IDs, the launcher that started the sensing process also started one
+    embedding process beside it: it must be sealed on its own (namespaces unlike both,
+    seccomp, no capabilities, no writes, its memory cap) and hold nothing but pipes."""
+    embed_cap = role("embedder").limits.address_space
+    waiter = int(sensing.status.get("PPid", "0"))
+    embedders = descendants_named(waiter, role("embedder").comm)
+    if len(embedders) != 1:
         return Check("embedding process sealed", False,
-                     f"expected one child (the embedding process), found {len(kids)}: "
-                     f"{kids}")
+                     f"expected one embedding process beside PID {sensing.pid}, found "
+                     f"{len(embedders)}: {embedders}")
     try:
         view = ProcView.read(embedders[0])
     except OSError as e:
         return Check("embedding process sealed", False, f"cannot read it: {e}")
     problems = []
-    for name in ("user", "net"):
+    for name in NAMESPACES:
         if view.ns[name] in (guard.ns[name], sensing.ns[name], "?"):
             problems.append(f"shares the {name} namespace")
     if view.status.get("Seccomp") != "2" or view.status.get("NoNewPrivs") != "1":
         problems.append("no seccomp filter or no_new_privs")
+    if view.status.get("CapEff", "?").strip("0") or view.status.get("CapBnd", "?").strip("0"):
+        problems.append("holds capabilities")
     if view.limits.get("Max file size") != ("0", "0"):
         problems.append(f"file size limit {view.limits.get('Max file size')}")
-    if view.limits.get("Max address space") != (str(EMBED_MEMORY_CAP),) * 2:
+    if view.limits.get("Max address space") != (str(embed_cap),) * 2:
         problems.append(f"address space {view.limits.get('Max address space')}")
     odd = [f"{fd}:{t}" for fd, (t, _) in view.fds.items()
            if not (t.startswith("pipe:") or t == "/dev/null")]
     if odd:
         problems.append("descriptors other than pipes: " + " ".join(odd))
     return Check("embedding process sealed", not problems, "; ".join(problems) or
-                 f"PID {view.pid}: own user and net namespaces, Seccomp 2, NoNewPrivs 1, "
-                 f"no file writes, address space {EMBED_MEMORY_CAP} B, "
+                 f"PID {view.pid}: own namespaces, Seccomp 2, NoNewPrivs 1, no capabilities, "
+                 f"no file writes, address space {embed_cap} B, "
                  f"{len(view.fds)} descriptors, all pipes or /dev/null")
 
 
@@ -387,163 +393,89 @@ def _model_check(detector: str) -> Check:
                  "; ".join(bad + [f"{m} missing" for m in missing]) or f"verified {checked}")
 
 
-def _sealed_comms(embedder: bool = False) -> set[bytes]:
-    """The fixed thread names the sealed roles set (/proc/PID/comm): of the roles that
-    sense (a sensor's main sealed process), or of every role with `embedder`."""
+def _cmdline(pid: int) -> bytes | None:
     try:
-        from mlsensors.privacy.policy import ROLES
-    except ImportError:
-        return set()
-    return {p.comm.encode() for name, p in ROLES.items()
-            if p.comm and (embedder or name != "embedder")}
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def find_sealed_children() -> list[int]:
-    """PIDs of running sensing processes (started by any guard on this machine): by the
-    module on their command line, or by the fixed name their role gives them."""
-    comms = _sealed_comms()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            with open(f"/proc/{entry}/comm", "rb") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if b"mlsensors.privacy.child" in argv or comm in comms:
-            found.append(int(entry))
-    return sorted(found)
-
-
-def outside_view_checks(pid: int, label: str = "") -> list[Check]:
-    """What anyone on the machine sees of a sealed process, judged against the auditor's
-    own view of the machine: every namespace its own, nothing on its command line that
-    it could rewrite, one fixed thread name, a file-system view that is not the host's.
-    `label` prefixes the check names (another process of the same sensor)."""
-    out: list[Check] = []
-    mine, theirs = ProcView.read("self"), ProcView.read(pid)
-    shared = [n for n in ("user", "net", "mnt", "pid", "ipc", "uts")
-              if theirs.ns.get(n) in (mine.ns.get(n), "?")]
-    out.append(Check("own namespaces (user, net, mnt, pid, ipc, uts)", not shared,
-                     f"shares the machine's {', '.join(shared)} namespace(s)" if shared
-                     else "every namespace differs from the auditor's"))
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        cmdline = b""
-    args = [a for a in cmdline.split(b"\0") if a]
-    out.append(Check("command line carries nothing", len(cmdline) <= 64 and len(args) <= 1,
-                     f"/proc/{pid}/cmdline is {len(cmdline)} B in {len(args)} argument(s) "
-                     "(readable by every local user; its memory is the process's to rewrite)"))
-    comms = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/comm") as f:
-            comms.add(f.read().strip())
-    fixed = _sealed_comms(embedder=True)
-    out.append(Check("one fixed thread name", len(comms) == 1 and (
-                     not fixed or comms <= {c.decode() for c in fixed}),
-                     f"thread names {sorted(comms)}"
-                     + (f"; the policy's: {sorted(c.decode() for c in fixed)}" if fixed else "")))
-    try:
-        with open(f"/proc/{pid}/mountinfo") as f:
-            mounts = [line.split() for line in f if line.strip()]
-        with open("/proc/self/mountinfo") as f:
-            host = {line.split()[4] for line in f if line.strip()}
-    except OSError as e:
-        out.append(Check("private file-system view", False, f"mountinfo unreadable: {e}"))
-        return _labelled(out, label)
-    points = [m[4] for m in mounts]
-    writable = [m[4] for m in mounts if "rw" in m[5].split(",") and m[4] not in
-                ("/dev/null", "/dev/zero", "/dev/urandom") and not m[4].startswith("/proc")]
-    same_root = set(points) == host
-    out.append(Check("private file-system view", not same_root and not writable,
-                     f"{len(points)} mounts"
-                     + (", the same as the machine's" if same_root else "")
-                     + (f"; writable: {' '.join(writable[:6])}" if writable else
-                        "; none writable")))
-    status = theirs.status
-    out.append(Check("seccomp filter and no_new_privs",
-                     status.get("Seccomp") == "2" and status.get("NoNewPrivs") == "1",
-                     f"Seccomp: {status.get('Seccomp', '?')} (2 = filter), NoNewPrivs: "
-                     f"{status.get('NoNewPrivs', '?')}"))
-    return _labelled(out, label)
-
-
-def _labelled(checks: list[Check], label: str) -> list[Check]:
-    return [Check(f"{label}{c.name}", c.passed, c.evidence) for c in checks]
+    """PIDs of running sensing processes (started by any guard on this machine): the
+    launcher names them (a fixed thread name, since their command line is empty)."""
+    comm = role("sensing").comm
+    return sorted(int(e) for e in os.listdir("/proc") if e.isdigit() and _comm(e) == comm)
 
 
 def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     """The checks that need nothing from the process but its /proc entries.
 
-    For a sensor already running under `serve`: namespaces against the machine's,
-    seccomp, no_new_privs, limits, memory, descriptors, command line, thread names and
-    mounts, the declared configuration (when its command line still carries one), model
-    hashes and capacity. The escape suite needs a sensor started by the audit.
+    For a sensor already running under `serve`: namespaces, capabilities, command line,
+    seccomp, no_new_privs, limits, memory, descriptors (all compared with its guard, the
+    launcher's parent), the embedding process when there is one, model hashes and
+    capacity. The probes (network, file write, allocation, injected records) need a
+    sensor started by the audit.
     """
     from mlsensors.errors import InputError
-    from mlsensors.privacy.child import ChildConfig
 
+    if _comm(pid) != role("sensing").comm:
+        if os.path.exists(f"/proc/{pid}"):
+            raise InputError(f"process {pid} is not an mlsensors sensing process")
+        raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)")
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
         view = ProcView.read(pid)
-        parent = ProcView.read(int(view.status.get("PPid", "0")))
+        waiter = ProcView.read(int(view.status.get("PPid", "0")))
+        sealed = waiter.status.get("Name") == WAITER_COMM
+        parent = ProcView.read(int(waiter.status.get("PPid", "0"))) if sealed else waiter
     except (OSError, ValueError):
         raise InputError(f"no process {pid} to audit (or /proc/{pid} is not readable)") \
             from None
-    if pid not in find_sealed_children():
-        raise InputError(f"process {pid} is not an mlsensors sensing process")
-    config = None
-    if "mlsensors.privacy.child" in argv:
-        try:
-            config = ChildConfig.from_json(argv[-1])
-        except (ValueError, TypeError):
-            raise InputError(f"process {pid} has an unreadable configuration") from None
-    insecure = config.insecure if config is not None else view.status.get("Seccomp") != "2"
-    checks = [Check("sandbox enabled", not insecure,
-                    "started with --insecure" if insecure
-                    else f"guard PID {parent.pid}")]
+    memory = role("sensing").limits.address_space
+    checks = [Check("sandbox enabled", sealed,
+                    f"started by the launcher (guard PID {parent.pid})" if sealed
+                    else "started with --insecure")]
     hwm = _kb(view.status.get("VmHWM", ""))
-    cap = _memory_cap(config)
-    identify = config.identify if config is not None else _has_embedder(pid)
-    checks += _proc_checks(view, parent, cap, hwm, identify)
-    checks += outside_view_checks(pid)
+    identify = bool(descendants_named(waiter.pid, role("embedder").comm))
+    checks += _proc_checks(view, parent, memory, hwm, identify)
+    checks += outside_view_checks(pid, role("sensing").comm)
     if identify:
         checks.append(_embedder_check(view, parent))
-        for kid in _children(pid):
-            checks += outside_view_checks(kid, "embedding process: ")
-    model = json.loads(config.sensor_options).get("model", "full") if config else "auto"
-    checks.append(_model_check(model))
-    capacity_now = capacity(max_rate)
-    checks.append(Check("channel capacity", True, capacity_now.describe() + " (for the "
-                        "rate given with --max-rate; the guard's own rate is not visible "
-                        "from /proc)"))
-    return AuditReport(pid, max_rate, 0.0, tuple(checks), capacity_now, GuardStats(), (),
-                       hwm, _kb(view.status.get("VmPeak", "")), cap)
+        for kid in descendants_named(waiter.pid, role("embedder").comm):
+            checks += outside_view_checks(kid, role("embedder").comm, "embedding process: ")
+    checks.append(_model_check("auto"))
+    cap = capacity(max_rate)
+    checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "
+                        "with --max-rate; the guard's own rate is not visible from /proc)"))
+    return AuditReport(pid, max_rate, 0.0, tuple(checks), cap, GuardStats(), (), hwm,
+                       _kb(view.status.get("VmPeak", "")), memory)
 
 
-def _memory_cap(config) -> int:
-    if config is not None:
-        return config.memory_bytes
-    from mlsensors.privacy.policy import role
-
-    return role("sensing").limits.address_space
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
+def outside_view_checks(pid: int, comm: str, label: str = "") -> list[Check]:
+    """What anyone on the machine sees of a sealed process beyond its status: every
+    thread carries the role's fixed name `comm` (no thread name it chose: a channel),
+    and its mounts are not the machine's (a private root). `label` prefixes the check
+    names (another process of the same sensor)."""
+    names = set()
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), \
-                    open(f"/proc/{pid}/task/{task}/children") as f:
-                kids += [int(k) for k in f.read().split()]
-    return kids
-
-
-def _has_embedder(pid: int) -> bool:
-    return bool(_children(pid))
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.add(f.read().strip())
+    out = [Check(f"{label}one fixed thread name", names == {comm},
+                 f"thread names {sorted(names)}, the role's: {comm!r}")]
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            mounts = [line.split() for line in f if line.strip()]
+        with open("/proc/self/mountinfo") as f:
+            machine = {line.split()[4] for line in f if line.strip()}
+    except OSError as e:
+        return [*out, Check(f"{label}private file-system view", False,
+                            f"mountinfo unreadable: {e}")]
+    points = {m[4] for m in mounts}
+    writable = sorted(m[4] for m in mounts if "rw" in m[5].split(","))
+    out.append(Check(f"{label}private file-system view", points != machine,
+                     f"{len(points)} mount points"
+                     + (", the same as the machine's" if points == machine else
+                        f" (the machine has {len(machine)})")
+                     + f"; mounted read-write: {' '.join(writable[:8]) or 'none'}"))
+    return out

@@ -1,12 +1,14 @@
-"""The sealed sensing process: seal first, then touch models, the source and pixels.
+"""The sealed sensing process: sealed first, then it touches models, the source and pixels.
 
-Run as `python -m mlsensors.privacy.child CONFIG_JSON` by the guard, with exactly two
-inherited pipe ends (results out, commands in; with face IDs a third, the store pipe
-out) besides stdin (/dev/null) and stdout/stderr (a pipe read by the guard's log
-filter). It writes no file: what it learns that must be kept (an ID's embeddings)
-leaves as fixed-size frames on the store pipe and the guard keeps it. The first thing
-it does is `sandbox.seal`; only then does it import the pixel-handling code, verify and
-load the model bytes, open the source and start the sensor loop.
+The guard starts it through `launch` with the policy `launch_spec` builds (role
+"sensing"): `main` runs only once every layer is in place, with exactly two inherited
+pipe ends (results out, commands in; with face IDs a third, the store pipe out) besides
+stdin (/dev/null) and stdout/stderr (a pipe read by the guard's log filter), and, with
+face IDs, the pipes to its embedding process (the launcher's companion, sealed on its
+own). It writes no file: what it learns that must be kept (an ID's embeddings) leaves as
+fixed-size frames on the store pipe and the guard keeps it. Only once sealed does it
+import the pixel-handling code, verify and load the model bytes, open the source and
+start the sensor loop.
 
 Inside, the sensor loop publishes into an ordinary `Hub`, exactly as it would in one
 process; a subscriber turns each snapshot into one fixed-size frame on the results pipe,
@@ -24,7 +26,6 @@ import json
 import os
 import socket
 import sys
-import sysconfig
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -37,10 +38,10 @@ from mlsensors.privacy.channel import (
     encode_status,
     split_commands,
 )
-from mlsensors.privacy.sandbox import SealError, SealPolicy, seal
+from mlsensors.privacy.launch import LaunchSpec
+from mlsensors.privacy.policy import V4L2, existing, role
 
 DEFAULT_WORK = "mlsensors.privacy.work:person_sensor"
-EXIT_SEAL_FAILED = 3
 EXIT_FAILED = 4
 
 THREAD_ENV = {
@@ -71,7 +72,7 @@ class Probe:
 
 @dataclass(frozen=True, slots=True)
 class ChildConfig:
-    """Everything the child needs, passed as JSON on its command line (no secrets)."""
+    """Everything the child needs, passed as JSON through the launcher's pipe."""
 
     record_fd: int
     command_fd: int
@@ -87,12 +88,9 @@ class ChildConfig:
     store_fd: int = -1
     """The store pipe's write end (with `identify`): calibrations go to the guard."""
     model_dir: str = ""
-    read_paths: tuple[str, ...] = ()
     device_paths: tuple[str, ...] = ()
     memory_bytes: int = 0
     insecure: bool = False
-    use_namespace: bool = True
-    use_seccomp: bool = True
     probe: Probe | None = None
 
     def to_json(self) -> str:
@@ -101,55 +99,30 @@ class ChildConfig:
     @classmethod
     def from_json(cls, text: str) -> ChildConfig:
         raw = json.loads(text)
-        raw["read_paths"] = tuple(raw.get("read_paths", ()))
         raw["device_paths"] = tuple(raw.get("device_paths", ()))
         if raw.get("probe") is not None:
             raw["probe"] = Probe(**raw["probe"])
         return cls(**raw)
 
 
-def code_paths() -> tuple[str, ...]:
-    """Directories Python may import (and map) code from: the interpreter, sys.path, libs.
+def launch_spec(config: ChildConfig, policy=None) -> LaunchSpec:
+    """How the guard starts this process: role "sensing" with this run's model folder,
+    source and camera nodes (`policy` replaces the role, e.g. a test's reopened copy);
+    with face IDs the embedding process as the launcher's companion."""
+    from mlsensors.sensors.embed_child import embedder_spec
 
-    The current directory is left out on purpose: it may be the user's home.
-    """
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr/lib", "/usr/lib64",
-             "/lib", "/lib64", "/usr/local/lib"}
-    paths.update(v for k, v in sysconfig.get_paths().items() if k.endswith("lib"))
-    cwd = os.getcwd()
-    paths.update(p for p in sys.path if p and p != cwd and os.path.isdir(p))
-    return tuple(sorted(p for p in paths if os.path.exists(p)))
-
-
-def base_read_paths() -> list[str]:
-    """What any sealed mlsensors process reads besides code: its own /proc entries (and
-    nothing of other processes'), CPU facts, the loader cache, /dev/null, /dev/urandom."""
-    return [
-        f"/proc/{os.getpid()}",
-        "/proc/cpuinfo",
-        "/sys/devices/system/cpu",  # LiteRT's CPU feature and core detection
-        "/etc/ld.so.cache",
-        "/dev/null",
-        "/dev/urandom",
-    ]
-
-
-def policy_for(config: ChildConfig) -> SealPolicy:
-    reads = [*base_read_paths(), *config.read_paths]
-    if config.model_dir:
-        reads.append(config.model_dir)
-    if config.source and os.path.exists(config.source):
-        reads.append(config.source)
-    if config.device_paths:  # what V4L2 and OpenCV read to describe a camera
-        reads += ["/sys/class/video4linux", "/sys/devices", "/run/udev/data"]
-    return SealPolicy(
-        read_paths=tuple(reads),
-        exec_paths=code_paths(),
-        device_paths=config.device_paths,
-        memory_bytes=config.memory_bytes,
-        use_namespace=config.use_namespace,
-        use_seccomp=config.use_seccomp,
-    )
+    base = policy or role("sensing")
+    reads = [config.model_dir, config.source]
+    if config.device_paths:
+        reads += V4L2.info_paths
+    sealed = base.for_run(read_paths=existing(reads), devices=config.device_paths,
+                          address_space=config.memory_bytes or None)
+    keep = tuple(fd for fd in (config.record_fd, config.command_fd, config.store_fd)
+                 if fd >= 0)
+    companion = embedder_spec(config.model_dir or None, insecure=config.insecure) \
+        if config.identify else None
+    return LaunchSpec(sealed, "mlsensors.privacy.child:main", config.to_json(), keep,
+                      companion, config.insecure)
 
 
 _STATES = {
@@ -322,52 +295,26 @@ def run_probes(probe: Probe, channel: Channel) -> None:
     print("probe done", file=sys.stderr, flush=True)
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to kill this process when the guard dies (no orphaned sensing)."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() == 1:  # the guard died before the request took effect
-        os._exit(EXIT_FAILED)
-
-
 def load_work(spec: str):
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def main(argv: list[str]) -> int:
-    config = ChildConfig.from_json(argv[0])
-    die_with_parent()
+def main(config_text: str, embedder=None) -> int:
+    """The launcher's target: runs sealed (or, with --insecure, plainly); `embedder` is
+    the launcher's companion (face IDs)."""
+    config = ChildConfig.from_json(config_text)
     channel = Channel(config.record_fd, config.command_fd)
     extra = {}
     if config.store_fd >= 0:
         channel.link = extra["link"] = GuardLink(channel, config.store_fd)
     if config.identify:
-        from mlsensors.privacy.work import launch_embedder
-
-        try:
-            extra["embedder"] = launch_embedder(config)
-        except Exception as e:  # a missing ID model: say so, do not start half a sensor
-            print(f"cannot start face identification: {e}", file=sys.stderr)
+        if embedder is None:
+            print("cannot start face identification: no embedding process",
+                  file=sys.stderr)
             channel.status(ChildState.FAILED, Reason.MODEL_ERROR)
             return EXIT_FAILED
-    if not config.insecure:
-        try:
-            report = seal(policy_for(config))
-        except (SealError, OSError) as e:
-            print(f"cannot seal the sensing process: {e}", file=sys.stderr)
-            channel.status(ChildState.FAILED, Reason.INTERNAL)
-            return EXIT_SEAL_FAILED
-        print(f"sealed: namespace={report.namespace} seccomp={report.seccomp} "
-              f"landlock_abi={report.landlock_abi} memory_cap={report.memory_bytes}",
-              file=sys.stderr, flush=True)
-        for problem in report.problems:
-            print(f"seal warning: {problem}", file=sys.stderr, flush=True)
-    else:
-        print("NOT sealed (--insecure)", file=sys.stderr, flush=True)
+        extra["embedder"] = embedder
     channel.status(ChildState.STARTING)
     if config.probe is not None:
         run_probes(config.probe, channel)
@@ -397,6 +344,3 @@ def main(argv: list[str]) -> int:
         return 0  # the guard is gone
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -40,6 +40,7 @@ from typing import Protocol
 
 from mlsensors.errors import MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
+from mlsensors.privacy import launch
 from mlsensors.privacy.channel import (
     FRAME_SIZE,
     PIPE_BUF,
@@ -52,14 +53,17 @@ from mlsensors.privacy.channel import (
     decode_frame,
     encode_command,
 )
-from mlsensors.privacy.child import EXIT_SEAL_FAILED, THREAD_ENV, ChildConfig
+from mlsensors.privacy.child import THREAD_ENV, ChildConfig, launch_spec
+from mlsensors.privacy.launch import EXIT_SEAL_FAILED, sealed_pid
 from mlsensors.privacy.logfilter import LogFilter
+from mlsensors.privacy.policy import Policy, role
 from mlsensors.types import PersonResult
 from mlsensors.wire.registers import REGISTER_MAP, check_write
 
 log = logging.getLogger("mlsensors.guard")
 
 _GOOD_TAGS = (TAG_RESULT, TAG_STATUS)
+SENSING_COMM = role("sensing").comm
 
 
 LATE_FAULT_S = 1.0
@@ -230,7 +234,10 @@ class Guard:
         timing: GuardTiming | None = None,
         python: str | None = None,
         keeper: Keeper | None = None,
+        policy: Policy | None = None,
     ) -> None:
+        """`policy`: the sensing role's policy (None: `policy.role("sensing")`); only
+        tests give another, to reopen one channel and see the audit fail."""
         if not 0 < max_rate <= 1000:
             raise ProtocolError(f"max rate {max_rate} is outside (0, 1000] records/s")
         if config.identify and keeper is None:
@@ -240,6 +247,7 @@ class Guard:
         self.hub = hub
         self.keeper = keeper
         self.config = config
+        self.policy = policy
         self.max_rate = float(max_rate)
         self.timing = timing or GuardTiming()
         self.python = python or sys.executable
@@ -301,8 +309,15 @@ class Guard:
 
     @property
     def child_pid(self) -> int:
+        """The sensing process (inside its sandbox; 0 until it is sealed). The guard's
+        own child is the launcher's waiter, whose death kills it."""
         with self._lock:
-            return self._child.pid if self._child is not None else 0
+            child = self._child
+        if child is None:
+            return 0
+        if self.config.insecure:
+            return child.pid
+        return sealed_pid(child.pid, SENSING_COMM)
 
     @property
     def peak_rss_kb(self) -> int:
@@ -312,6 +327,7 @@ class Guard:
     def stats(self) -> GuardStats:
         # The inbox and the totals are swapped together under _lock when a child ends,
         # so reading both under it never counts a child's frames twice.
+        child_pid = self.child_pid
         with self._lock:
             inbox, totals = self._inbox, self._totals
             with inbox.lock:
@@ -320,7 +336,7 @@ class Guard:
                                malformed=totals.malformed + inbox.malformed,
                                over_rate=totals.over_rate + inbox.over_rate,
                                recent_restarts=len(self._restart_times),
-                               child_pid=self._child.pid if self._child else 0,
+                               child_pid=child_pid,
                                log_lines_dropped=self.logs.dropped,
                                kept=self._kept, late=self._late_count)
 
@@ -450,12 +466,10 @@ class Guard:
         env.update(THREAD_ENV)
         passed = (record_w, command_r) + ((store_w,) if store_r is not None else ())
         try:
-            child = subprocess.Popen(
-                [self.python, "-m", "mlsensors.privacy.child", config.to_json()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=passed, close_fds=True, env=env,
-                cwd="/",
-            )
+            child = launch.start(launch_spec(config, self.policy), env=env,
+                                 python=self.python, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 pass_fds=passed)
         except BaseException:
             for fd in (record_r, command_w, store_r):
                 if fd is not None:
@@ -602,7 +616,7 @@ class Guard:
                 # (e.g. a failed save) waits for a tick without a record
                 self.hub.set_status(self._status(*self._shown))
             if now >= next_sample:
-                self._sample_memory(child.pid)
+                self._sample_memory(self.child_pid)
                 next_sample = now + 1.0
             if child.poll() is not None:
                 # Give its last frames their ticks first: a finite source's child writes

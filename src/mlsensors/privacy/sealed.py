@@ -22,12 +22,13 @@ from mlsensors.hub import Hub
 from mlsensors.models import default_cache_dir
 from mlsensors.privacy.child import DEFAULT_WORK, ChildConfig, Probe
 from mlsensors.privacy.guard import Guard, GuardStats, GuardTiming
+from mlsensors.privacy.policy import Policy, role
 from mlsensors.sensors.person import SensorOptions
 
 DEFAULT_MAX_RATE = 30.0
 """Records per second when the user gives none: a camera's usual frame rate."""
 
-MEMORY_CAP = 768 << 20
+MEMORY_CAP = role("sensing").limits.address_space
 """RLIMIT_AS of the sensing process (address space, not RSS); docs/privacy.md shows how
 it was sized: measured peak address space of the full pipeline on one 640×480 frame
 plus headroom for a 1920×1080 frame and the ID model. `bench/sealed_bench.py` prints the
@@ -87,8 +88,7 @@ class SealedSensor:
         work: str = DEFAULT_WORK,
         probe: Probe | None = None,
         timing: GuardTiming | None = None,
-        use_namespace: bool = True,
-        use_seccomp: bool = True,
+        policy: Policy | None = None,
     ) -> None:
         if source is not None and ":" not in source and not os.path.exists(source) \
                 and source != "demo":
@@ -114,11 +114,10 @@ class SealedSensor:
             device_paths=device_paths(source),
             memory_bytes=memory_bytes,
             insecure=insecure,
-            use_namespace=use_namespace,
-            use_seccomp=use_seccomp,
             probe=probe,
         )
-        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper)
+        self.guard = Guard(hub, config, max_rate=max_rate, timing=timing, keeper=keeper,
+                           policy=policy)
 
     @property
     def config(self) -> ChildConfig:

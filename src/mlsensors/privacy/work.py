@@ -1,10 +1,10 @@
 """What the sealed child runs: the real Person Sensor loop, publishing into the child's Hub.
 
-Runs after `sandbox.seal`, so the source is opened and the detector's model bytes are
+Runs sealed (`launch`), so the source is opened and the detector's model bytes are
 read (and checked against the manifest by `ModelStore.load_bytes`) inside the sandbox,
 from the model directory the guard allowed and nowhere else. Face identification, when
-on, embeds in a second process that the child started before sealing itself (a sealed
-process may not start programs) and that sealed itself the same way. The gallery comes
+on, embeds in a second process that the launcher started beside this one (a sealed
+process may not start programs), sealed on its own with the "embedder" role. The gallery comes
 from the guard and calibrations go back to it (`sensors.gallery_link`): no file here.
 If the embedding process ends, this process ends too (status EMBEDDER), so that the
 guard restarts both; until then no ID is reported.
@@ -14,27 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 
 from mlsensors.hub import Hub
 
-EMBED_MEMORY_CAP = 384 << 20
-"""RLIMIT_AS of the sealed embedding process: measured peak address space 156 MiB
-(dlib's two models, one face crop), with room for the largest crops."""
-
-
-def launch_embedder(config) -> subprocess.Popen:
-    """Before sealing: start the embedding process, which seals itself before it loads
-    anything. Only a Popen here: sealing needs this process to stay single-threaded."""
-    from mlsensors.sensors.embed_worker import ProcessWorker
-
-    cmd = ProcessWorker.command(config.model_dir or None, seal_memory=EMBED_MEMORY_CAP)
-    return ProcessWorker.launch(cmd)
-
 
 def person_sensor(hub: Hub, stop: threading.Event, config,
-                  embedder: subprocess.Popen | None = None, link=None) -> None:
+                  embedder=None, link=None) -> None:
     """Open the source and the detector (and the identity stage when `embedder` is
     given, kept through `link`, the child's `GuardLink`), then run PersonSensor into
     `hub` until `stop`."""
@@ -56,7 +42,7 @@ def person_sensor(hub: Hub, stop: threading.Event, config,
         sensor.run(hub, stop)
 
 
-def _identity_stage(embedder: subprocess.Popen, link):
+def _identity_stage(embedder, link):
     """The identity stage of the sealed process: embeddings in `embedder`, IDs from and
     to the guard through `link`; the end of `embedder` ends this process."""
     from mlsensors.privacy.channel import Reason

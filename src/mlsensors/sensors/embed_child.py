@@ -1,7 +1,9 @@
 """The embedding worker process: crops in on stdin, 128-D descriptors out on stdout.
 
-Run by `embed_worker.ProcessWorker` as `python -m mlsensors.sensors.embed_child`, not by
-users. A plain child process with a tiny binary protocol rather than multiprocessing:
+Run by `embed_worker.ProcessWorker` as `python -m mlsensors.sensors.embed_child` (tools
+in one process), or sealed by `privacy.launch` as the sensing process's companion
+(`embedder_spec`); not by users. A plain child process with a tiny binary protocol rather
+than multiprocessing:
 `spawn` would re-import the user's main script (which then needs a __main__ guard) and
 `fork` is unsafe in a process running LiteRT's threads.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import struct
 import sys
@@ -35,43 +38,31 @@ def _read(stream, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def seal_self(model_dir: str | None, memory_bytes: int) -> None:
-    """Seal like the sensing process: no network, no exec, read only code and models.
+def embedder_spec(model_dir: str | None, *, insecure: bool = False):
+    """The launcher's spec for a sealed embedding process (role "embedder"): it receives
+    face crops, so it gets walls like the process that sends them. Checks that the
+    models are in place (a missing one is an error here, not in the sandbox)."""
+    from mlsensors.models import ModelStore, default_cache_dir
+    from mlsensors.privacy.launch import LaunchSpec
+    from mlsensors.privacy.policy import existing, role
+    from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
 
-    It receives face crops, so it gets the same walls as the process that sends them.
-    """
-    from mlsensors.privacy.child import base_read_paths, code_paths
-    from mlsensors.privacy.sandbox import SealPolicy, seal
-
-    reads = base_read_paths() + ([model_dir] if model_dir else [])
-    try:
-        report = seal(SealPolicy(read_paths=tuple(reads), exec_paths=code_paths(),
-                                 memory_bytes=memory_bytes))
-    except OSError as e:  # SealError included: refuse to see a face unsealed
-        print(f"cannot seal the embedding process: {e}", file=sys.stderr, flush=True)
-        sys.exit(3)
-    print(f"embedding process sealed: namespace={report.namespace} "
-          f"seccomp={report.seccomp} landlock_abi={report.landlock_abi}", file=sys.stderr,
-          flush=True)
+    store = ModelStore(model_dir)
+    store.path(SHAPE_MODEL)
+    store.path(RECOGNITION_MODEL)
+    folder = str(model_dir or default_cache_dir())
+    policy = role("embedder").for_run(read_paths=existing([folder]))
+    return LaunchSpec(policy, "mlsensors.sensors.embed_child:sealed_main",
+                      json.dumps({"model_dir": model_dir}), insecure=insecure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model-dir", default=None)
-    parser.add_argument("--jitter", type=int, default=0)
-    parser.add_argument("--nice", type=int, default=0)
-    parser.add_argument("--seal-memory", type=int, default=0,
-                        help="seal this process (as the sensing process is) with this "
-                             "address-space cap before loading anything")
-    args = parser.parse_args(argv)
-    from mlsensors.privacy.child import die_with_parent
+def sealed_main(config_text: str, companion=None) -> int:
+    """The launcher's target for the embedder role: serve stdin/stdout, sealed."""
+    config = json.loads(config_text)
+    return serve(config.get("model_dir"), jitter=0)
 
-    die_with_parent()  # a stuck embedder must not outlive its sensing process
-    if args.nice:
-        with contextlib.suppress(OSError):
-            os.nice(args.nice)
-    if args.seal_memory:
-        seal_self(args.model_dir, args.seal_memory)
+
+def serve(model_dir: str | None, *, jitter: int) -> int:
     import numpy as np
 
     from mlsensors.errors import MlsensorsError
@@ -79,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlsensors.vision.embed import FaceEmbedder
 
     src, out = sys.stdin.buffer, sys.stdout.buffer
-    embedder = FaceEmbedder(ModelStore(args.model_dir), jitter=args.jitter)
+    embedder = FaceEmbedder(ModelStore(model_dir), jitter=jitter)
     out.write(b"R")
     out.flush()
     while (head := _read(src, REQUEST.size)) is not None:
@@ -96,6 +87,24 @@ def main(argv: list[str] | None = None) -> int:
             out.write(b"E" + ERROR.pack(len(msg)) + msg)
         out.flush()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Unsealed, for in-process tools (`person run --id`, `id enroll`)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--jitter", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=0)
+    args = parser.parse_args(argv)
+    import ctypes
+    import signal
+
+    # a stuck embedder must not outlive the process that started it
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    if args.nice:
+        with contextlib.suppress(OSError):
+            os.nice(args.nice)
+    return serve(args.model_dir, jitter=args.jitter)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ class ProcessWorker:
 
     @staticmethod
     def command(model_dir: str | os.PathLike | None = None, *, jitter: int = 0,
-                niceness: int = 0, seal_memory: int = 0) -> list[str]:
+                niceness: int = 0) -> list[str]:
         """The embedding child's command line (checks that the models are in place)."""
         from mlsensors.models import ModelStore
         from mlsensors.vision.embed import RECOGNITION_MODEL, SHAPE_MODEL
@@ -152,8 +152,6 @@ class ProcessWorker:
                "--jitter", str(int(jitter)), "--nice", str(int(niceness))]
         if model_dir is not None:
             cmd += ["--model-dir", str(model_dir)]
-        if seal_memory:
-            cmd += ["--seal-memory", str(int(seal_memory))]
         return cmd
 
     @staticmethod
@@ -162,10 +160,6 @@ class ProcessWorker:
         import mlsensors
 
         env = dict(os.environ)
-        if "--seal-memory" in cmd:  # sealing needs a single-threaded process
-            from mlsensors.privacy.child import THREAD_ENV
-
-            env.update(THREAD_ENV)
         here = str(Path(mlsensors.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
         return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
