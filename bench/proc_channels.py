@@ -18,6 +18,9 @@ Channels (what the sender modulates → what the receiver reads):
   /proc/PID/task/TID/status (a storage channel: 24 bits per slot);
 - comm: the thread name → /proc/PID/task/TID/comm (15 bytes per slot; 0 when the seal
   forbids PR_SET_NAME and /proc/self writes);
+- limits: soft resource limits whose hard limit is unlimited (CPU with a 2**40 s
+  offset, RSS, locks, RT time) → /proc/PID/limits, world-readable (4 × 32 bits a slot;
+  0 when the seal lets it read its limits but not set them);
 - pagecache: which of 64 pages of its source it reads → which are in the page cache
   (mincore) after the receiver evicted them (posix_fadvise DONTNEED) before the slot.
   Not /proc, but any file both sides can read is shared kernel state;
@@ -76,6 +79,8 @@ SETTINGS = (
     Setting("sigmask", 0.01, 24), Setting("sigmask", 0.004, 24),
     Setting("sigmask", 0.002, 24),
     Setting("comm", 0.01, 15 * 6), Setting("comm", 0.004, 15 * 6),
+    Setting("limits", 0.01, 128), Setting("limits", 0.004, 128),
+    Setting("limits", 0.002, 128),
     Setting("pagecache", 0.05, 64), Setting("pagecache", 0.02, 64),
     Setting("pagecache", 0.01, 64), Setting("pagecache", 0.005, 64),
     Setting("pagecache", 0.002, 64),
@@ -233,8 +238,25 @@ class _PageCache:
 PAGE = 4096
 PAGE_BITS = 64
 
+_LIMITS = ((0, "Max cpu time", 1 << 40), (5, "Max resident set", 0),
+           (10, "Max file locks", 0), (15, "Max realtime timeout", 0))
+"""(Linux RLIMIT_* number: CPU, RSS, LOCKS, RTTIME; its /proc/PID/limits row; offset):
+limits whose hard value is unlimited here and whose soft value changes nothing."""
+
+
+def _limits(setting):
+    import resource
+
+    def send(symbol: int, until: float) -> None:
+        for k, (limit, _, offset) in enumerate(_LIMITS):
+            value = offset + (symbol >> (32 * (3 - k)) & 0xFFFFFFFF)
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(limit, (value, resource.getrlimit(limit)[1]))
+    return send
+
+
 _SENDERS = {"cpu": _cpu, "faults": _faults, "threads": lambda s: _Threads(),
-            "ctxsw": _ctxsw, "sigmask": lambda s: _Marker(_set_mask),
+            "ctxsw": _ctxsw, "limits": _limits, "sigmask": lambda s: _Marker(_set_mask),
             "comm": lambda s: _Marker(_set_name)}
 def _opens(source: str):
     def send(symbol: int, until: float) -> None:
@@ -302,6 +324,18 @@ class _Receiver:
                 while True:
                     n += len(os.read(self.fd, 1 << 16)) // _EVENT
             return n // 2
+        if c == "limits":
+            rows = {}
+            with open(f"/proc/{pid}/limits") as f:
+                for line in f.readlines()[1:]:
+                    head, soft = line[:26].strip(), line[26:].split()[0]
+                    rows[head] = soft
+            value = 0
+            for _, row, offset in _LIMITS:
+                soft = rows.get(row, "")
+                word = int(soft) - offset if soft.isdigit() else 0
+                value = value << 32 | (word & 0xFFFFFFFF if 0 <= word < 1 << 32 else 0)
+            return value
         if c == "pagecache":
             libc = ctypes.CDLL(None, use_errno=True)
             libc.mincore(ctypes.c_void_p(self.addr), ctypes.c_size_t((1 + PAGE_BITS) * PAGE),
@@ -339,7 +373,7 @@ class _Receiver:
             return [int(d > cut) for d in deltas]
         if c == "threads":
             return [max(0, min(top, v - baseline)) for v in samples]
-        if c == "pagecache":
+        if c in ("pagecache", "limits"):
             return samples
         if c == "inotify":
             return [min(top, v) for v in samples]

@@ -312,6 +312,12 @@ def _read(path: str, binary: bool = True):
 
 
 def _file_state(path: str) -> dict:
+    # Content first: our own read may move the access time, and the stat after it
+    # then holds what a later read (relatime) leaves unchanged.
+    content = None
+    if os.path.isfile(path):
+        data = _read(path)
+        content = hashlib.sha256(data).hexdigest() if data is not None else None
     try:
         st = os.lstat(path)
     except OSError:
@@ -319,10 +325,6 @@ def _file_state(path: str) -> dict:
     xattrs = []
     with contextlib.suppress(OSError):
         xattrs = sorted(os.listxattr(path, follow_symlinks=False))
-    content = None
-    if os.path.isfile(path):
-        data = _read(path)
-        content = hashlib.sha256(data).hexdigest() if data is not None else None
     return {"exists": True, "mode": oct(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
             "mtime_ns": st.st_mtime_ns, "atime_ns": st.st_atime_ns, "size": st.st_size,
             "xattrs": xattrs, "content": content}
