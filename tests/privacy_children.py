@@ -177,3 +177,63 @@ def probe_gallery_folder(hub, stop, config, embedder=None, link=None):
     attempt("write gallery folder", write_beside)
     attempt("read key", read_key)
     steady(hub, stop, config)
+
+
+def escape(hub, stop, config):
+    """A compromised sensing process trying the ways out of issue 10, once sealed.
+
+    Targets come in the sensor options: `unix` (a socket path the test listens on),
+    `file` (a file outside to chmod, utime and setxattr). Each attempt prints one
+    "probe NAME: ..." line; the test judges by what it sees from outside.
+    """
+    import ctypes
+    import errno
+    import json
+    import socket
+    import sys
+
+    targets = json.loads(config.sensor_options)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def attempt(name, action):
+        try:
+            action()
+            print(f"probe {name}: ALLOWED", file=sys.stderr, flush=True)
+        except OSError as e:
+            print(f"probe {name}: blocked ({errno.errorcode.get(e.errno, e.errno)})",
+                  file=sys.stderr, flush=True)
+
+    def check(result):
+        if result != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    def unix():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(targets["unix"])
+            s.sendall(b"leaked frame bytes")
+
+    def setxattr():
+        check(libc.setxattr(targets["file"].encode(), b"user.leak", b"x" * 64,
+                            ctypes.c_size_t(64), 0))
+
+    def argv():
+        # glibc's program_invocation_name points into the original argv strings
+        start = ctypes.c_void_p.in_dll(libc, "program_invocation_name").value
+        payload = b"LEAK-" + b"A" * 20 + b"-LEAK"
+        ctypes.memmove(start, payload, len(payload))
+
+    def comm_file():
+        with open("/proc/self/comm", "w") as f:
+            f.write("leak-file")
+
+    attempt("unix connect", unix)
+    attempt("chmod", lambda: os.chmod(targets["file"], 0o777))
+    attempt("utime", lambda: os.utime(targets["file"], ns=(123456789, 987654321)))
+    attempt("setxattr", setxattr)
+    attempt("prctl PR_SET_NAME", lambda: check(libc.prctl(15, b"leak-prctl", 0, 0, 0)))
+    attempt("write /proc/self/comm", comm_file)
+    attempt("argv memory", argv)
+    print("probe done", file=sys.stderr, flush=True)
+    steady(hub, stop, config)

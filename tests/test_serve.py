@@ -54,8 +54,11 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
 def sensing_child(pid: int) -> int:
     from mlsensors.privacy.audit import find_sealed_children
 
-    kids = [k for k in find_sealed_children()
-            if Path(f"/proc/{k}/status").read_text().split("PPid:")[1].split()[0] == str(pid)]
+    def ppid(p) -> str:
+        return Path(f"/proc/{p}/status").read_text().split("PPid:")[1].split()[0]
+
+    # serve → the launcher's waiter → the sealed sensing process
+    kids = [k for k in find_sealed_children() if ppid(ppid(k)) == str(pid)]
     assert len(kids) == 1, kids
     return kids[0]
 

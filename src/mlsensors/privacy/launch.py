@@ -303,7 +303,7 @@ def build_root(policy: Policy) -> None:
     binds: list[tuple[str, bool, int]] = []  # real path, writable, locked flags
     links: dict[str, str] = {}
     wanted = [(p, False) for p in policy.read_paths + policy.exec_paths] + \
-        [(p, True) for p in policy.write_paths]
+        [(p, True) for p in policy.write_paths if p != "/proc"]
     for path, writable in wanted:
         if not os.path.exists(path):
             continue
@@ -339,7 +339,8 @@ def build_root(policy: Policy) -> None:
             os.symlink(target, link)
     if policy.proc:
         os.makedirs("/proc", exist_ok=True)
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+        ro = 0 if "/proc" in policy.write_paths else MS_RDONLY  # (reopened in a test)
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro)
     if _libc.umount2(b"/oldroot", MNT_DETACH) != 0:
         raise _fail("umount2(/oldroot)")
     os.rmdir("/oldroot")
@@ -547,7 +548,8 @@ def seal_self(policy: Policy, keep_fds: tuple[int, ...]) -> LaunchReport:
     if abi < 1:
         raise SealError(errno.ENOSYS, "Landlock is not available in this kernel")
     set_comm(policy.comm or policy.role)
-    empty_cmdline()
+    if policy.empty_cmdline:
+        empty_cmdline()
     if "uts" in policy.namespaces and _libc.sethostname(HOSTNAME, len(HOSTNAME)) != 0:
         raise _fail("sethostname")
     build_root(policy)

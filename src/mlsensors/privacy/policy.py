@@ -20,8 +20,11 @@ Default deny, everywhere:
 - limits: `Limits` (address space, file size 0, descriptors, core 0, processes).
 
 Tests and the escape suite reopen exactly one thing with `Policy.allowing(...)` (a
-socket family, extra syscalls, prctl options, a writable path) and must then see the
-channel open; that is how a check shows it can fail.
+socket family, extra syscalls, prctl options, a writable path, the command line, /proc)
+and must then see the channel open; that is how a check shows it can fail. The launch
+API: `launch.LaunchSpec(policy, "module:function", config_json, keep_fds)` and
+`launch.start(spec, env=..., **popen)`; the guard takes `policy=` (SealedSensor too) to
+run the real sensing child under a reopened copy of `role("sensing")`.
 """
 
 from __future__ import annotations
@@ -209,6 +212,8 @@ class Policy:
     deny_errno: int = errno.EPERM
     comm: str = ""
     """The fixed thread name (/proc/PID/comm) set before PR_SET_NAME is denied."""
+    empty_cmdline: bool = True
+    """Point /proc/PID/cmdline at zero bytes (False only to reopen it in tests)."""
 
     def for_run(self, *, read_paths=(), exec_paths=(), devices=(),
                 address_space: int | None = None) -> Policy:
@@ -220,7 +225,7 @@ class Policy:
                        devices=_unique(self.devices + tuple(devices)), limits=limits)
 
     def allowing(self, *, socket_families=(), syscalls=(), prctl=(), write_paths=(),
-                 arg_rules=(), namespaces=None, proc=None) -> Policy:
+                 arg_rules=(), namespaces=None, proc=None, cmdline=False) -> Policy:
         """The same policy with one thing reopened (for tests that must see a channel
         open); never used by the product."""
         rules = self.arg_rules + tuple(arg_rules)
@@ -234,7 +239,8 @@ class Policy:
             socket_families=_unique(self.socket_families + tuple(socket_families)),
             write_paths=_unique(self.write_paths + tuple(write_paths)),
             namespaces=self.namespaces if namespaces is None else tuple(namespaces),
-            proc=self.proc if proc is None else proc)
+            proc=self.proc if proc is None else proc,
+            empty_cmdline=self.empty_cmdline and not cmdline)
 
     def ioctl_types(self) -> tuple[int, ...]:
         return tuple(sorted({t for f in self.device_families for t in f.ioctl_types}))
@@ -282,7 +288,8 @@ def _unique(items) -> tuple:
     return tuple(dict.fromkeys(items))
 
 
-BASE_READS = ("/etc/ld.so.cache", "/etc/localtime", "/sys/devices/system/cpu")
+BASE_READS = ("/etc/ld.so.cache", "/etc/localtime", "/sys/devices/system/cpu",
+              "/proc/cpuinfo")
 """Read by the loader, time formatting and LiteRT/onnxruntime's CPU detection."""
 
 DEV_NODES = ("/dev/null", "/dev/zero", "/dev/urandom")
