@@ -108,7 +108,8 @@ CHANNELS: tuple[Channel, ...] = (
             "/proc/PID/environ changed"),
     Channel("proc-comm", "prctl(PR_SET_NAME) and writes to /proc/self/task/TID/comm",
             "a thread name in /proc/PID/task/*/comm changed"),
-    Channel("proc-signal-masks", "block a chosen set of signals in one thread",
+    Channel("proc-signal-masks", "block a chosen set of signals in one thread; ignore "
+            "and catch chosen signals",
             "SigBlk/SigIgn/SigCgt in /proc/PID/task/*/status changed"),
     Channel("proc-sched", "nice, CPU affinity, SCHED_IDLE of one thread; timer slack, "
             "oom_score_adj, personality", "/proc/PID/task/*/stat and status, "

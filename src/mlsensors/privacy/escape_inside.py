@@ -286,6 +286,11 @@ class Hostile:
     def try_environ(self) -> None:
         self._overwrite(50, 51, f"env-{self.plan.token}-".encode())
 
+    def try_sigaction(self) -> None:
+        """Ignored and caught signals are process-wide bits in /proc/PID/status."""
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGWINCH, lambda *_: None)
+
     def try_proc_comm(self) -> None:
         _check(_libc.prctl(PR_SET_NAME, f"c{self.plan.token}".encode(), 0, 0, 0), "prctl")
 
