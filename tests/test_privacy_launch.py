@@ -147,3 +147,23 @@ def test_spec_round_trips_through_json():
     policy = role("embedder").allowing(socket_families=("AF_UNIX",), syscalls=("chmod",))
     spec = launch.LaunchSpec(policy, "m:f", "{}", (4, 5))
     assert launch.LaunchSpec.from_json(spec.to_json()) == spec
+
+
+def test_a_layer_that_cannot_be_applied_stops_the_sensor_instead_of_weakening_it():
+    """A policy the launcher cannot enforce (here: a ruled syscall this kernel's table
+    lacks) ends the child with the seal-failed status; the guard reports it and does
+    not restart, and nothing runs unsealed."""
+    from mlsensors.privacy.policy import ArgRule
+
+    bad = role("sensing").allowing(arg_rules=(("no_such_call", ArgRule(0, (1,))),))
+    hub = Hub()
+    guard = Guard(hub, ChildConfig(-1, -1, work="privacy_children:steady"), max_rate=20.0,
+                  policy=bad)
+    with guard:
+        deadline = time.monotonic() + 30
+        while guard.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not guard.running
+    assert "cannot be sealed" in hub.snapshot().status.detail
+    assert any("unknown syscalls" in line for line in guard.logs.lines)
+    assert guard.stats().received == 0

@@ -267,8 +267,9 @@ def _environment(m: Measurements) -> list[Block]:
         Para(f"Measured on {m.machine}: {fps}. Runs on any Linux computer with Python 3.11 "
              f"(x86-64 tested; Raspberry Pi 4/5 aarch64 targeted). Needs even, frontal "
              f"light for best recall; infrared-only cameras are untested. The sandbox needs "
-             f"user namespaces or seccomp, and Landlock (Linux ≥ 5.13) for file "
-             f"confinement; the memory cap is {MEMORY_CAP >> 20} MiB of address space."),
+             f"unprivileged user namespaces, seccomp, CONFIG_CHECKPOINT_RESTORE and "
+             f"Landlock (Linux ≥ 5.13) and refuses to start without them; the memory cap is "
+             f"{MEMORY_CAP >> 20} MiB of address space."),
     ]
 
 
