@@ -1,8 +1,10 @@
-"""`mlsensors audit [--json]`: check the privacy promises of a sealed sensor, with evidence.
+"""`mlsensors audit [--id] [--json]`: check the privacy promises of a sealed sensor, with evidence.
 
 It starts a sealed sensor on the given source (default: the demo source, so it needs no
-camera), asks it to try to break out, watches it for a few seconds and prints each check
-as PASS or FAIL with what decided it. Exit status 0 only when every check passes.
+camera), watches it for a few seconds and prints each check as PASS or FAIL with what
+decided it; then it runs the escape suite: hostile code in a sealed child sealed exactly
+as `serve` (with --id: `serve --id`) seals it tries every known way out, and each channel
+is judged from outside. Exit status 0 only when every check and every channel passes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--seconds", type=float, default=5.0,
                    help="how long to watch the output (default 5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--id", action="store_true",
+                   help="run the escape suite sealed as `serve --id` (face IDs on)")
     p.add_argument("--pid", default=None, metavar="PID|auto",
                    help="instead of starting a sensor, check a running sensing process "
                         "from its /proc entries only (auto: the one running here)")
@@ -34,9 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from mlsensors.errors import InputError
     from mlsensors.privacy.audit import audit_running, find_sealed_children, run_audit
 
+    escape = None
     if args.pid is None:
+        from mlsensors.privacy.escape import run_escape
+
         report = run_audit(args.source, seconds=args.seconds, max_rate=args.max_rate,
                            insecure=args.insecure)
+        escape = run_escape(identify=args.id, insecure=args.insecure)
     else:
         if args.pid == "auto":
             pids = find_sealed_children()
@@ -50,13 +58,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             raise InputError(f"--pid {args.pid!r}: expected a process id or auto")
         report = audit_running(pid, args.max_rate)
+    passed = report.passed and (escape is None or escape.passed)
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
+        out = report.to_dict()
+        if escape is not None:
+            out["escape"] = escape.to_dict()
+        out["passed"] = passed
+        json.dump(out, sys.stdout, indent=2)
         print()
     else:
         what = (f"watched {report.seconds:g} s at ≤ {report.max_rate:g} records/s"
-                if args.pid is None else "attached: /proc, configuration and model checks "
-                "only; run without --pid for the probes, rate and injection checks")
+                if args.pid is None else "attached: what /proc shows of it, its "
+                "configuration and models; run without --pid for the probes, rate, "
+                "injection checks and the escape suite")
         print(f"sensing process PID {report.child_pid} (inspect /proc/{report.child_pid} "
               f"while it runs); {what}")
         width = max(len(c.name) for c in report.checks)
@@ -64,4 +78,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.evidence}")
         failed = sum(not c.passed for c in report.checks)
         print(f"{len(report.checks) - failed}/{len(report.checks)} checks passed")
-    return 0 if report.passed else 1
+        if escape is not None:
+            print_escape(escape)
+    return 0 if passed else 1
+
+
+def print_escape(escape) -> None:
+    """One line per channel: verdict, channel, what was tried, what was observed."""
+    print(f"escape suite: hostile code in the sealed child (PID {escape.child_pid}"
+          f"{', sealed as serve --id' if escape.identify else ''}), judged from outside "
+          f"in {escape.seconds:g} s")
+    if escape.problem:
+        print(f"FAIL  escape suite did not run: {escape.problem}")
+    width = max(len(v.name) for v in escape.verdicts)
+    for v in escape.verdicts:
+        print(f"{'PASS' if v.passed else 'FAIL'}  {v.name:<{width}}  tried: {v.tried}; "
+              f"observed: {v.observed}")
+    failed = len(escape.failed)
+    print(f"{len(escape.verdicts) - failed}/{len(escape.verdicts)} channels closed")

@@ -8,6 +8,7 @@ write does not exist). Results are PASS/FAIL with the evidence that decided them
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -437,11 +438,44 @@ def audit_running(pid: int, max_rate: float = DEFAULT_MAX_RATE) -> AuditReport:
     hwm = _kb(view.status.get("VmHWM", ""))
     identify = bool(descendants_named(waiter.pid, role("embedder").comm))
     checks += _proc_checks(view, parent, memory, hwm, identify)
+    checks += outside_view_checks(pid, role("sensing").comm)
     if identify:
         checks.append(_embedder_check(view, parent))
+        for kid in descendants_named(waiter.pid, role("embedder").comm):
+            checks += outside_view_checks(kid, role("embedder").comm, "embedding process: ")
     checks.append(_model_check("auto"))
     cap = capacity(max_rate)
     checks.append(Check("channel capacity", True, cap.describe() + " (for the rate given "
                         "with --max-rate; the guard's own rate is not visible from /proc)"))
     return AuditReport(pid, max_rate, 0.0, tuple(checks), cap, GuardStats(), (), hwm,
                        _kb(view.status.get("VmPeak", "")), memory)
+
+
+def outside_view_checks(pid: int, comm: str, label: str = "") -> list[Check]:
+    """What anyone on the machine sees of a sealed process beyond its status: every
+    thread carries the role's fixed name `comm` (no thread name it chose: a channel),
+    and its mounts are not the machine's (a private root). `label` prefixes the check
+    names (another process of the same sensor)."""
+    names = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.add(f.read().strip())
+    out = [Check(f"{label}one fixed thread name", names == {comm},
+                 f"thread names {sorted(names)}, the role's: {comm!r}")]
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            mounts = [line.split() for line in f if line.strip()]
+        with open("/proc/self/mountinfo") as f:
+            machine = {line.split()[4] for line in f if line.strip()}
+    except OSError as e:
+        return [*out, Check(f"{label}private file-system view", False,
+                            f"mountinfo unreadable: {e}")]
+    points = {m[4] for m in mounts}
+    writable = sorted(m[4] for m in mounts if "rw" in m[5].split(","))
+    out.append(Check(f"{label}private file-system view", points != machine,
+                     f"{len(points)} mount points"
+                     + (", the same as the machine's" if points == machine else
+                        f" (the machine has {len(machine)})")
+                     + f"; mounted read-write: {' '.join(writable[:8]) or 'none'}"))
+    return out

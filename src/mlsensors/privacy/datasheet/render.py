@@ -8,8 +8,10 @@ manifest); every performance figure comes from `Measurements`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 
 from mlsensors.models.manifest import MANIFEST, origin
 from mlsensors.privacy.datasheet import plots
@@ -208,7 +210,43 @@ def _security(m: Measurements) -> list[Block]:
              f"{a.capacity.describe()}. Log side channel: at most {BURST} lines of "
              f"{LINE_MAX} characters per {WINDOW:g} s."),
     ]
-    return out
+    return out + _residual()
+
+
+RESIDUAL = Path(__file__).with_name("residual_channels.json")
+"""Written by `bench/proc_channels.py --json`: what stays open, measured, not estimated."""
+
+
+def _residual() -> list[Block]:
+    """The best measured rate of each channel the seal cannot close (/proc values any
+    local user reads), next to the record channel's bound above."""
+    try:
+        data = json.loads(RESIDUAL.read_text())
+    except (OSError, ValueError):
+        return [Para("Residual channels: not measured (run bench/proc_channels.py --json).")]
+    best: dict[str, dict] = {}
+    for row in data["rows"]:
+        if row["channel"] not in best or row["capacity_bps"] > best[row["channel"]][
+                "capacity_bps"]:
+            best[row["channel"]] = row
+    rows = tuple((r["channel"], f"{r['slot'] * 1000:g} ms", f"{r['capacity_bps']:,.0f}",
+                  f"{r['error_rate']:.3f}",
+                  "never" if not r["frame_seconds"] else _duration(r["frame_seconds"]))
+                 for r in sorted(best.values(), key=lambda r: -r["capacity_bps"]))
+    return [
+        Para(f"Residual channels: a sender inside the sealed process against a receiver "
+             f"reading /proc outside, measured with `{data['measured_by']}` on "
+             f"{data['date']} (best slot per channel; capacity = rate × (1 − H(error)))."),
+        Table(("channel", "slot", "capacity bit/s", "bit error rate", "one 320×320 frame"),
+              rows),
+    ]
+
+
+def _duration(s: float) -> str:
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if s >= 2 * size:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.0f} s"
 
 
 def _compliance() -> list[Block]:
