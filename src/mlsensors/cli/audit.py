@@ -92,7 +92,11 @@ def print_escape(escape) -> None:
         print(f"FAIL  escape suite did not run: {escape.problem}")
     width = max(len(v.name) for v in escape.verdicts)
     for v in escape.verdicts:
-        print(f"{'PASS' if v.passed else 'FAIL'}  {v.name:<{width}}  tried: {v.tried}; "
-              f"observed: {v.observed}")
-    failed = len(escape.failed)
-    print(f"{len(escape.verdicts) - failed}/{len(escape.verdicts)} channels closed")
+        residual = f"; residual: {v.residual}" if v.label == "OPEN" else ""
+        print(f"{v.label}  {v.name:<{width}}  tried: {v.tried}; observed: {v.observed}"
+              f"{residual}")
+    closed = sum(v.passed for v in escape.verdicts)
+    residual = len(escape.residual_open)
+    print(f"{closed}/{len(escape.verdicts)} channels closed"
+          + (f", {residual} residual open with stated capacity" if residual else "")
+          + (f", {len(escape.failed)} FAILED" if escape.failed else ""))

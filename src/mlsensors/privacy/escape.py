@@ -58,6 +58,16 @@ class Channel:
     """What the hostile code does inside."""
     observed: str
     """What the audit looks at, from outside, to decide."""
+    residual: str = ""
+    """Set for a channel no sandbox can close (a value the kernel lets any process
+    change and shows every local user): what bounds it and how a deployment closes it.
+    Seen open, it is reported OPEN with its measured capacity, not FAIL; seen closed,
+    it passes like any other."""
+
+
+RESIDUAL_REMEDY = ("measured by bench/proc_channels.py (docs/privacy.md, datasheet); "
+                   "hidden from other users when the service runs as its own user and "
+                   "/proc is mounted with hidepid=invisible")
 
 
 CHANNELS: tuple[Channel, ...] = (
@@ -110,7 +120,9 @@ CHANNELS: tuple[Channel, ...] = (
             "a thread name in /proc/PID/task/*/comm changed"),
     Channel("proc-signal-masks", "block a chosen set of signals in one thread; ignore "
             "and catch chosen signals",
-            "SigBlk/SigIgn/SigCgt in /proc/PID/task/*/status changed"),
+            "SigBlk/SigIgn/SigCgt in /proc/PID/task/*/status changed",
+            residual="seccomp cannot read the mask behind rt_sigprocmask's pointer, and "
+                     "every thread start needs the call; " + RESIDUAL_REMEDY),
     Channel("proc-sched", "nice, CPU affinity, SCHED_IDLE of one thread; timer slack, "
             "oom_score_adj, personality", "/proc/PID/task/*/stat and status, "
             "/proc/PID/{timerslack_ns,oom_score_adj,personality} changed"),
@@ -151,6 +163,12 @@ class Verdict:
     passed: bool
     tried: str
     observed: str
+    residual: str = ""
+    """Why an open channel is residual (see `Channel.residual`); empty for the others."""
+
+    @property
+    def label(self) -> str:
+        return "PASS" if self.passed else "OPEN" if self.residual else "FAIL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +183,16 @@ class EscapeReport:
 
     @property
     def passed(self) -> bool:
-        return not self.problem and all(v.passed for v in self.verdicts)
+        """Nothing open but the residual channels (whose capacity is stated)."""
+        return not self.problem and not self.failed
 
     @property
     def failed(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.verdicts if not v.passed)
+        return tuple(v.name for v in self.verdicts if not v.passed and not v.residual)
+
+    @property
+    def residual_open(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.verdicts if not v.passed and v.residual)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -928,7 +951,8 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
     finally:
         arena.close()
     verdicts = tuple(Verdict(c.name, not problem and not seen.get(c.name), c.tried,
-                             "not run" if problem else seen.get(c.name) or "nothing")
+                             "not run" if problem else seen.get(c.name) or "nothing",
+                             "" if problem else c.residual)
                      for c in CHANNELS)
     return EscapeReport(pid, identify, round(time.monotonic() - t0, 1), verdicts, problem,
                         lines)

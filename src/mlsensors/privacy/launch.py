@@ -121,8 +121,9 @@ def _policy_from(raw: dict) -> Policy:
     raw = dict(raw)
     raw["syscalls"] = frozenset(raw["syscalls"])
     raw["enosys"] = frozenset(raw["enosys"])
-    raw["arg_rules"] = tuple((name, ArgRule(r["index"], tuple(r["values"]), r["mask"]))
-                             for name, r in raw["arg_rules"])
+    raw["arg_rules"] = tuple(
+        (name, ArgRule(r["index"], tuple(r["values"]), r["mask"], r.get("high")))
+        for name, r in raw["arg_rules"])
     raw["device_families"] = tuple(
         DeviceFamily(d["name"], tuple(d["node_globs"]), tuple(d["info_paths"]),
                      tuple(d["ioctl_types"])) for d in raw["device_families"])
@@ -513,6 +514,11 @@ def seccomp_program(resolved: ResolvedSyscalls, deny_errno: int, own_pid: int) -
             block.append(_bpf(_LD_ABS, 0, 0, 16 + 8 * rule.index))
             if rule.mask != 0xFFFFFFFF:
                 block.append(_bpf(_AND, 0, 0, rule.mask))
+            if rule.high is not None:  # one value, both words: low, then high
+                (value,) = rule.values
+                block += [_bpf(_JEQ, 0, 3, value), _bpf(_LD_ABS, 0, 0, 20 + 8 * rule.index),
+                          _bpf(_JEQ, 0, 1, rule.high), allow]
+                continue
             for value in rule.values:
                 block += [_bpf(_JEQ, 0, 1, own_pid if value == OWN_PID else value), allow]
         block.append(deny)

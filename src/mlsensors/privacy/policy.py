@@ -104,6 +104,9 @@ class ArgRule:
     index: int
     values: tuple[int, ...]
     mask: int = 0xFFFFFFFF
+    high: int | None = None
+    """Also require the argument's high 32 bits to be this (one value only): for a
+    pointer that must be NULL, which no low word alone can say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ BASE_SYSCALLS = frozenset({
     "restart_syscall", "exit", "exit_group", "wait4", "waitid",
     # identity and facts (read-only)
     "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
-    "uname", "getrlimit", "prlimit64", "getrusage", "sysinfo", "getrandom", "getpgrp",
+    "uname", "getrlimit", "getrusage", "sysinfo", "getrandom", "getpgrp",
     "getpgid", "getsid", "times", "getcpu", "arch_prctl", "capget",
 })
 """What CPython, numpy, OpenCV, LiteRT and onnxruntime call once running (measured with
@@ -180,10 +183,12 @@ BASE_ARG_RULES: tuple[tuple[str, ArgRule], ...] = (
     ("ioctl", ArgRule(1, (TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIONCLEX, FIOCLEX))),
     ("kill", ArgRule(0, (OWN_PID,))),
     ("tgkill", ArgRule(0, (OWN_PID,))),
+    ("prlimit64", ArgRule(2, (0,), high=0)),
 )
 """Calls allowed only with these arguments: clone for threads and never a namespace,
 prctl to read (never PR_SET_NAME, PR_SET_MM or PR_SET_VMA), fcntl without locks, ioctl
-for descriptor flags, signals only to itself."""
+for descriptor flags, signals only to itself, prlimit64 only to read (a NULL new limit:
+/proc/PID/limits is world-readable, so a settable soft limit is a 64 kbit/s channel)."""
 
 ENOSYS_SYSCALLS = frozenset({"clone3"})
 """Answered ENOSYS rather than EPERM: clone3's flags are behind a pointer seccomp cannot
