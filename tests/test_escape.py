@@ -87,6 +87,14 @@ def test_default_seal_closes_every_channel(default):
     assert set(default.residual_open) <= residual == {"proc-signal-masks"}
 
 
+def test_the_microphone_role_closes_every_channel_too():
+    """`serve --voice` seals its process with the microphone role of the same policy
+    module, through the same launcher: the same suite must pass under it."""
+    report = run_escape(role="microphone")
+    assert report.role == "microphone" and not report.problem, report.problem
+    assert report.passed, "open channels: " + ", ".join(report.failed)
+
+
 def test_report_prints_one_line_per_channel(default, capsys):
     from mlsensors.cli.audit import print_escape
 

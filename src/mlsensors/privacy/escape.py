@@ -180,6 +180,8 @@ class EscapeReport:
     problem: str = ""
     """Set when the hostile code never ran: then nothing was tested and it fails."""
     log: tuple[str, ...] = field(default_factory=tuple)
+    role: str = "sensing"
+    """The sandbox role the hostile code was sealed with (privacy/policy.py)."""
 
     @property
     def passed(self) -> bool:
@@ -955,7 +957,7 @@ def run_escape(identify: bool = False, *, startup_timeout: float = 60.0,
                              "" if problem else c.residual)
                      for c in CHANNELS)
     return EscapeReport(pid, identify, round(time.monotonic() - t0, 1), verdicts, problem,
-                        lines)
+                        lines, sensor_options.get("role", "sensing"))
 
 
 def _go(sensor) -> bool:
