@@ -126,6 +126,12 @@ _ENV_PASSED = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "XDG_CACHE_HOME",
                "MLSENSORS_MODEL_DIR", "MLSENSORS_TEST_DATA")
 
 
+def _silent(message) -> bool:
+    """A "running" status publishes nothing (it only feeds the watchdog), so it needs
+    no slot of the rate: an event right after one is not held back for a period."""
+    return isinstance(message, ChildStatus) and message.state == ChildState.RUNNING
+
+
 @dataclass(frozen=True, slots=True)
 class GuardStats:
     """Counters since the guard started; `published` never exceeds ticks elapsed."""
@@ -633,14 +639,17 @@ class Guard:
 
     def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
         period = 1.0 / self.max_rate
+        clock = min(period, self.kind.tick or period)
         started = now = time.monotonic()
+        take_after = started  # no frame is taken before this (one period after the last)
         last_valid: float | None = None
         exited_at = 0.0
         next_sample = started
         while True:
-            # Each tick is at least one period after the previous one actually happened,
-            # so a late tick never lets two records through closer than 1/max_rate.
-            next_tick = now + period
+            # Each tick is at least one clock step after the previous one actually
+            # happened, and a frame is taken at least one period after the last one, so a
+            # late tick never lets two records through closer than 1/max_rate.
+            next_tick = now + clock
             while (remaining := next_tick - time.monotonic()) > 0:
                 if self._stop.wait(remaining):
                     return "stopped"
@@ -649,7 +658,7 @@ class Guard:
             now = time.monotonic()
             if self.keeper is not None:
                 self.keeper.tick(now)
-            frame, skipped = inbox.take_counted()
+            frame, skipped = inbox.take_counted() if now >= take_after else (None, 0)
             published = False
             if frame is not None:
                 try:
@@ -660,6 +669,8 @@ class Guard:
                     log.debug("dropped a malformed frame: %s", e)
                 else:
                     last_valid = now
+                    if not _silent(message):
+                        take_after = now + period
                     self._deliver(message, now)
                     published = True
             published = self._check_late(now, period) or published

@@ -50,6 +50,11 @@ class RecordKind:
     events that must not be lost to a burst of two."""
     max_rate: float | None = None
     """The kind's own cap on records per second (the user's --max-rate cannot raise it)."""
+    tick: float | None = None
+    """The guard's clock for this kind when it must run faster than the rate: a frame is
+    passed on the first tick at least 1/max_rate after the previous one, so a sparse
+    event waits at most one tick, not one whole rate period (the timing this gives the
+    child is counted in the kind's capacity)."""
     takes_writes: bool = True
     """Whether register writes (the Person Sensor's) reach this kind's child."""
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from mlsensors.privacy.kind import RecordKind
 from mlsensors.voice.matcher import MAX_COMMANDS
-from mlsensors.voice.record import MAX_RATE, RecordChecker, VoiceEvent
+from mlsensors.voice.record import EVENT_TICK, MAX_RATE, RecordChecker, VoiceEvent
 
 TAG_VOICE = ord("V")
 BACKLOG = 4
@@ -43,5 +43,6 @@ VOICE = RecordKind(
     streaming=False,
     backlog=BACKLOG,
     max_rate=MAX_RATE,
+    tick=EVENT_TICK,
     takes_writes=False,
 )

@@ -34,6 +34,10 @@ VERSION = 1
 MAX_RATE = 2.0
 """Events per second at most (the documented rate cap); the sensor's own refractory
 period keeps a real sensor well under it."""
+EVENT_TICK = 0.05
+"""The guard's clock for voice frames: an event waits at most this long for its tick
+(not a whole 0.5 s rate period), which gives the child a choice of tick that
+`capacity` counts."""
 _FIELDS = struct.Struct("<BBBBII")
 _CRC = struct.Struct("<H")
 _BODY = VOICE_RECORD_SIZE - _CRC.size
@@ -147,6 +151,7 @@ class RecordChecker:
 @dataclass(frozen=True, slots=True)
 class VoiceCapacity:
     max_rate: float
+    ticks_per_slot: int
     symbols_per_slot: int
     bits_per_event: float
     bits_per_second: float
@@ -159,14 +164,18 @@ class VoiceCapacity:
                 f"audio would take ≥ {self.seconds_per_ring / 3600:.1f} h")
 
 
-def capacity(num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE) -> VoiceCapacity:
-    """Upper bound on bits/s: per slot of 1/max_rate s the guard passes one frame at most,
-    so the child chooses nothing, one of the channel's status values, a wake word or one
-    of the commands, each with a confidence 0–100. The counter is forced by the checker
-    and the guard stamps its own time and count, so neither carries a choice."""
+def capacity(num_commands: int = MAX_COMMANDS, max_rate: float = MAX_RATE,
+             tick: float = EVENT_TICK) -> VoiceCapacity:
+    """Upper bound on bits/s. Frames passed by the guard are at least 1/max_rate apart,
+    so any slot of 1/max_rate s holds one at most, on one of the slot's guard ticks: the
+    child chooses nothing, or a tick and one of the channel's status values, a wake word
+    or one of the commands, each with a confidence 0–100. The counter is forced by the
+    checker and the guard stamps its own time and count, so neither carries a choice."""
     from mlsensors.privacy.channel import status_values
 
-    symbols = 1 + status_values() + (num_commands + 1) * 101
+    ticks = max(1, math.ceil(round(1.0 / (max_rate * tick), 6)))
+    symbols = 1 + ticks * (status_values() + (num_commands + 1) * 101)
     bits = math.log2(symbols)
     ring_bits = 2 * 16000 * 8
-    return VoiceCapacity(max_rate, symbols, bits, bits * max_rate, ring_bits / (bits * max_rate))
+    return VoiceCapacity(max_rate, ticks, symbols, bits, bits * max_rate,
+                         ring_bits / (bits * max_rate))
