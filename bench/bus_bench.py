@@ -158,7 +158,7 @@ def main() -> None:
     hub = Hub()
     stop = threading.Event()
     if args.source:
-        from mlsensors.sensors.person import PersonSensor, SensorOptions
+        from mlsensors.person.sensor import PersonSensor, SensorOptions
         from mlsensors.sources import open_source
 
         sensor = PersonSensor(open_source(args.source, loop=True, realtime=True),

@@ -21,11 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mlsensors.sensors.face_identifier import FaceIdentifier
-from mlsensors.sensors.gallery import Gallery
-from mlsensors.sensors.gallery_file import GalleryFile
-from mlsensors.sensors.id_stage import IdentityStage, IdOptions
-from mlsensors.sensors.identify import SURE_DISTANCE
+from mlsensors.person.face_identifier import FaceIdentifier
+from mlsensors.person.gallery import Gallery
+from mlsensors.person.gallery_file import GalleryFile
+from mlsensors.person.id_stage import IdentityStage, IdOptions
+from mlsensors.person.identify import SURE_DISTANCE
 from mlsensors.sources import read_image
 from mlsensors.vision.detector import FaceDetector
 

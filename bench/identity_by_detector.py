@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from scenes import DATA
 
-from mlsensors.sensors.face_identifier import FaceIdentifier
-from mlsensors.sensors.gallery import THRESHOLD, UNKNOWN, Gallery
+from mlsensors.person.face_identifier import FaceIdentifier
+from mlsensors.person.gallery import THRESHOLD, UNKNOWN, Gallery
 from mlsensors.sources import read_image
 from mlsensors.vision.detector import FaceDetector
 

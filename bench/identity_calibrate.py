@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mlsensors.sensors.face_identifier import FaceIdentifier
-from mlsensors.sensors.gallery import THRESHOLD, confidence
+from mlsensors.person.face_identifier import FaceIdentifier
+from mlsensors.person.gallery import THRESHOLD, confidence
 from mlsensors.sources import read_image
 
 

@@ -75,7 +75,7 @@ def main() -> None:
                         help="the guard's rate cap, above the frame rate (default 200)")
     parser.add_argument("--source", default=str(PHOTO) if PHOTO.exists() else "demo")
     args = parser.parse_args()
-    from mlsensors.sensors.person import PersonSensor
+    from mlsensors.person.sensor import PersonSensor
     from mlsensors.sources import open_source
 
     plain = Child(args.source, args.rate, insecure=True)

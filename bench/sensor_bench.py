@@ -2,7 +2,7 @@
 
 A synthetic 640×480, 30 fps video (bench/scenes.py: four faces of 20–22 px from the
 shared portraits appear one by one over a panning, face-free background) goes through the
-sensor's detection (`sensors.scan.Scanner`, or the BlazeFace fallback) frame by frame. In
+sensor's detection (`person.scan.Scanner`, or the BlazeFace fallback) frame by frame. In
 the same run, interleaved, one bare full-range BlazeFace invoke is timed; the sensor's
 cost is its mean time per frame over the video divided by the mean bare invoke.
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scenes import DATA, FAR_SCENE, Scene
 
-from mlsensors.sensors.person import SensorOptions, sensor_detector
+from mlsensors.person.sensor import SensorOptions, sensor_detector
 from mlsensors.vision.detector import BlazeFace, FaceDetector
 from mlsensors.vision.suppress import iou_matrix
 

@@ -111,7 +111,7 @@ def forge_calibrations(hub, stop, config, link=None):
     face's confidence, how many load blocks the guard sent back."""
     import numpy as np
 
-    from mlsensors.sensors.gallery_link import encode_calibration
+    from mlsensors.person.gallery_link import encode_calibration
 
     rng = np.random.default_rng(1)
 

@@ -604,8 +604,8 @@ def test_clients_against_the_real_sensor_loop(tmp_path, data_dir, model_store) -
     the 3-byte-writing library turns identification on and calibrates ID 3, then every
     client reads the sensor's own result, four faces, ID 3 included."""
     pytest.importorskip("dlib", reason="face IDs need the id extra (dlib-bin)")
-    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
-    from mlsensors.sensors.person import PersonSensor, SensorOptions
+    from mlsensors.person.id_stage import IdentityStage, IdOptions
+    from mlsensors.person.sensor import PersonSensor, SensorOptions
     from mlsensors.sources import open_source
 
     identity = IdentityStage(IdOptions(gallery=tmp_path / "g.bin", in_process=True),

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mlsensors.sensors.face_identifier import FaceIdentifier
+from mlsensors.person.face_identifier import FaceIdentifier
 from mlsensors.sources import read_image
 from mlsensors.types import Keypoint
 from mlsensors.vision.calibrate import ANCHOR, FOR_MODEL
@@ -128,7 +128,7 @@ def test_wider_small_faces_are_found(default, data_dir):
 def test_id_match_and_detect_find_the_same_faces(data_dir, yunet_store, default, fx, fy):
     """Issue 12 item 6: one detection path, one answer, on squashed portraits and tight
     crops alike."""
-    from mlsensors.sensors.gallery import Gallery
+    from mlsensors.person.gallery import Gallery
 
     image = _examples(data_dir, "obama.jpg")
     h, w = image.shape[:2]
@@ -215,7 +215,7 @@ def test_still_pictures_are_checked_by_two_networks_and_find_more(default, data_
 
 def test_sensor_loop_checks_with_yunet_alone(yunet_store):
     """The running sensor keeps its cost budget: no second network in its loop."""
-    from mlsensors.sensors.person import SensorOptions, sensor_detector
+    from mlsensors.person.sensor import SensorOptions, sensor_detector
 
     scanner = sensor_detector(SensorOptions(model="yunet"), yunet_store)
     assert scanner.detector.judge is None

@@ -11,10 +11,10 @@ import pytest
 
 from mlsensors.errors import ProtocolError
 from mlsensors.hub import RegisterWrite
-from mlsensors.sensors.gallery import Gallery
-from mlsensors.sensors.gallery_file import GalleryFile
-from mlsensors.sensors.gallery_keeper import CALIBRATION_WINDOW_S, GalleryKeeper
-from mlsensors.sensors.gallery_link import (
+from mlsensors.person.gallery import Gallery
+from mlsensors.person.gallery_file import GalleryFile
+from mlsensors.person.gallery_keeper import CALIBRATION_WINDOW_S, GalleryKeeper
+from mlsensors.person.gallery_link import (
     RECORD_SIZE,
     component_values,
     decode_load,
@@ -23,7 +23,7 @@ from mlsensors.sensors.gallery_link import (
     encode_failure,
     record_capacity_bits,
 )
-from mlsensors.sensors.identify import CalibrationResult, Failure
+from mlsensors.person.identify import CalibrationResult, Failure
 from mlsensors.wire.registers import Register
 
 

@@ -19,13 +19,13 @@ from guard_helpers import Recorder, child_path  # noqa: F401  (child_path: autou
 
 from mlsensors.hub import Hub, RegisterWrite
 from mlsensors.models import default_cache_dir
+from mlsensors.person.gallery_file import GalleryFile, NotEncrypted, write_new_key
+from mlsensors.person.gallery_keeper import GalleryKeeper
 from mlsensors.privacy.child import ChildConfig
 from mlsensors.privacy.guard import Guard, GuardTiming, late_after
 from mlsensors.privacy.launch import descendants_named
 from mlsensors.privacy.policy import role
 from mlsensors.privacy.sealed import SealedSensor
-from mlsensors.sensors.gallery_file import GalleryFile, NotEncrypted, write_new_key
-from mlsensors.sensors.gallery_keeper import GalleryKeeper
 from mlsensors.wire.registers import Register
 
 pytest.importorskip("dlib", reason="face IDs need the id extra (dlib-bin)")
@@ -208,7 +208,7 @@ def test_a_damaged_gallery_is_set_aside_with_a_status_detail_and_a_log_line(
 
 def test_a_plaintext_gallery_under_a_key_stops_the_start(tmp_path, model_store):
     gallery = tmp_path / "g.bin"
-    from mlsensors.sensors.gallery import Gallery
+    from mlsensors.person.gallery import Gallery
 
     GalleryFile(gallery).save(Gallery())
     key = write_new_key(tmp_path / "k")

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from mlsensors.cli.main import main
 from mlsensors.errors import InputError, StateError
-from mlsensors.sensors.gallery import THRESHOLD, UNKNOWN, Gallery, confidence
-from mlsensors.sensors.gallery_file import (
+from mlsensors.person.gallery import THRESHOLD, UNKNOWN, Gallery, confidence
+from mlsensors.person.gallery_file import (
     GALLERY,
     GalleryFile,
     decode,
@@ -239,8 +239,8 @@ def test_checksummed_but_wrong_payload_is_corrupt_not_a_crash():
 _KILLED_SAVE = """
 import os, sys
 import numpy as np
-from mlsensors.sensors import gallery_file
-from mlsensors.sensors.gallery import Gallery
+from mlsensors.person import gallery_file
+from mlsensors.person.gallery import Gallery
 
 def vec(seed):
     v = np.random.default_rng(seed).normal(size=128).astype(np.float32)

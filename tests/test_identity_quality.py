@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mlsensors.sensors.embed_worker import InlineWorker
-from mlsensors.sensors.face_identifier import FaceIdentifier
-from mlsensors.sensors.gallery import UNKNOWN, Gallery
-from mlsensors.sensors.identify import TrackIdentifier
-from mlsensors.sensors.track import Tracker
+from mlsensors.person.embed_worker import InlineWorker
+from mlsensors.person.face_identifier import FaceIdentifier
+from mlsensors.person.gallery import UNKNOWN, Gallery
+from mlsensors.person.identify import TrackIdentifier
+from mlsensors.person.track import Tracker
 from mlsensors.sources import read_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -204,7 +204,7 @@ def test_video_tracks_keep_one_correct_id(video, knn_gallery, identifier):
 
 
 def test_process_worker_gives_the_inline_vector(data_dir, identifier, model_store):
-    from mlsensors.sensors.embed_worker import ProcessWorker
+    from mlsensors.person.embed_worker import ProcessWorker
     from mlsensors.vision.embed import crop_around
 
     img = read_image(data_dir / "faces" / "face_recognition_examples" / "obama.jpg")
@@ -280,8 +280,8 @@ def test_a_ninth_sample_is_refused_and_run_id_reports_the_enrolled_id(data_dir, 
 
 
 def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, identifier):
-    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
-    from mlsensors.sensors.identify import TrackIdentifier
+    from mlsensors.person.id_stage import IdentityStage, IdOptions
+    from mlsensors.person.identify import TrackIdentifier
 
     ex = data_dir / "faces" / "face_recognition_examples"
     obama, other = read_image(ex / "obama-480p.jpg"), read_image(ex / "obama2.jpg")
@@ -308,7 +308,7 @@ def test_stage_calibrates_persists_and_reloads(data_dir, tmp_path, model_store, 
 
 
 def test_stage_starts_empty_on_a_bad_gallery_and_keeps_it(tmp_path, model_store):
-    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+    from mlsensors.person.id_stage import IdentityStage, IdOptions
 
     (tmp_path / "g.bin").write_bytes(b"MLSGALRY\x01\x00\x00\x00garbage")
     stage = IdentityStage(IdOptions(gallery=tmp_path / "g.bin", in_process=True),
@@ -319,7 +319,7 @@ def test_stage_starts_empty_on_a_bad_gallery_and_keeps_it(tmp_path, model_store)
 
 
 def test_process_worker_survives_a_dead_child_and_bad_crops(data_dir, identifier, model_store):
-    from mlsensors.sensors.embed_worker import ProcessWorker
+    from mlsensors.person.embed_worker import ProcessWorker
     from mlsensors.vision.embed import Crop, crop_around
 
     img = read_image(data_dir / "faces" / "face_recognition_examples" / "obama.jpg")
@@ -372,8 +372,8 @@ def test_stage_with_worker_process_resolves_without_blocking(data_dir, knn_galle
                                                            model_store, identifier):
     import time
 
-    from mlsensors.sensors.gallery_file import GalleryFile
-    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+    from mlsensors.person.gallery_file import GalleryFile
+    from mlsensors.person.id_stage import IdentityStage, IdOptions
 
     GalleryFile(tmp_path / "g.bin").save(knn_gallery)
     picture = read_image(data_dir / "faces" / "face_recognition_examples" / "obama-480p.jpg")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlsensors.sensors.embed_worker import EmbedResult
-from mlsensors.sensors.gallery import UNKNOWN, Gallery
-from mlsensors.sensors.gallery_file import GalleryFile
-from mlsensors.sensors.id_stage import FileStore
-from mlsensors.sensors.identify import TrackIdentifier
-from mlsensors.sensors.track import Tracker
+from mlsensors.person.embed_worker import EmbedResult
+from mlsensors.person.gallery import UNKNOWN, Gallery
+from mlsensors.person.gallery_file import GalleryFile
+from mlsensors.person.id_stage import FileStore
+from mlsensors.person.identify import TrackIdentifier
+from mlsensors.person.track import Tracker
 from mlsensors.types import Face
 
 IMAGE = np.zeros((480, 640, 3), np.uint8)

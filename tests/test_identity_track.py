@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlsensors.sensors.track import Tracker, iou
+from mlsensors.person.track import Tracker, iou
 from mlsensors.types import Face
 
 

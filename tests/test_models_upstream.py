@@ -140,8 +140,8 @@ def test_with_yunet_the_sensor_uses_it_silently(tmp_path, yunet_store):
 
 
 def test_auto_resolves_to_what_is_there(tmp_path, model_store, yunet_store):
-    from mlsensors.sensors.person import SensorOptions, sensor_detector
-    from mlsensors.sensors.scan import BlazeFaceScanner, Scanner
+    from mlsensors.person.scan import BlazeFaceScanner, Scanner
+    from mlsensors.person.sensor import SensorOptions, sensor_detector
 
     without = ModelStore(_store_with(tmp_path, model_store,
                                      [DETECTOR_MODELS["full"], DETECTOR_MODELS["short"]]))

@@ -8,7 +8,7 @@ import pytest
 
 from mlsensors.cli.main import main
 from mlsensors.hub import Hub
-from mlsensors.sensors.person import PersonSensor, SensorOptions, person_face, to_unit_255
+from mlsensors.person.sensor import PersonSensor, SensorOptions, person_face, to_unit_255
 from mlsensors.sources import DemoSource
 from mlsensors.types import Face, Frame, PersonResult, SourceGap
 

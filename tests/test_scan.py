@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlsensors.sensors.person import PersonSensor, SensorOptions, sensor_detector
-from mlsensors.sensors.scan import BlazeFaceScanner, Scanner, regions, spread
-from mlsensors.sensors.track import Tracker
+from mlsensors.person.scan import BlazeFaceScanner, Scanner, regions, spread
+from mlsensors.person.sensor import PersonSensor, SensorOptions, sensor_detector
+from mlsensors.person.track import Tracker
 from mlsensors.types import Face, Frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

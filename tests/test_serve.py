@@ -254,8 +254,8 @@ def test_gallery_and_key_mistakes_stop_serve_in_one_line(tmp_path, case):
     elif bad:
         key = bad
     else:
-        from mlsensors.sensors.gallery import Gallery
-        from mlsensors.sensors.gallery_file import GalleryFile, write_new_key
+        from mlsensors.person.gallery import Gallery
+        from mlsensors.person.gallery_file import GalleryFile, write_new_key
 
         GalleryFile(gallery).save(Gallery())
         key = write_new_key(tmp_path / "k")

@@ -104,7 +104,7 @@ def test_voice_hub_counts_gated_commands_and_publishes_the_rest():
 # -- the voice register on the bus ------------------------------------------------------
 
 def test_voice_register_record_round_trip_and_checks():
-    from mlsensors.wire.voice_register import (
+    from mlsensors.voice.register import (
         VOICE_REGISTER_SIZE,
         VoiceRegister,
         pack_voice_register,
@@ -138,8 +138,8 @@ def _bus_read(path: Path, address: int, length: int) -> tuple[int, bytes]:
 
 def test_virtual_bus_serves_the_voice_register_beside_the_person_record(tmp_path):
     from mlsensors.transports.virtual_bus import VirtualBusServer
+    from mlsensors.voice.register import unpack_voice_register
     from mlsensors.wire.record import unpack_record
-    from mlsensors.wire.voice_register import unpack_voice_register
 
     person = Hub()
     voice = VoiceHub(("lamp on", "lamp off"), gate=lambda e: e.command == 1)
@@ -374,7 +374,7 @@ def test_look_and_speak_end_to_end(tmp_path, data_dir, model_store, kws_store, w
 
 def test_voice_alone_serves_the_bus_register(tmp_path, kws_store, words):
     """No camera, gate none: the events of the sealed voice process reach the bus."""
-    from mlsensors.wire.voice_register import unpack_voice_register
+    from mlsensors.voice.register import unpack_voice_register
 
     store = _enrolled_store(tmp_path, words)
     spoken = _spoken(tmp_path, words, lead_seconds=0.5)

@@ -9,7 +9,7 @@ import pytest
 
 from mlsensors.envelope import NotEncrypted
 from mlsensors.errors import InputError, StateError
-from mlsensors.sensors.gallery_file import write_new_key
+from mlsensors.person.gallery_file import write_new_key
 from mlsensors.voice.embed import RAW_DIM as DIM
 from mlsensors.voice.matcher import MAX_COMMANDS, CommandSet, check_name
 from mlsensors.voice.store import TemplateFile

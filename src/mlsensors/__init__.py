@@ -44,7 +44,7 @@ def __getattr__(name: str):
 
         return FaceDetector
     if name == "PersonSensor":
-        from mlsensors.sensors.person import PersonSensor
+        from mlsensors.person.sensor import PersonSensor
 
         return PersonSensor
     raise AttributeError(f"module 'mlsensors' has no attribute {name!r}")

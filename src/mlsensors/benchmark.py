@@ -107,8 +107,8 @@ def bench_costs(rounds: int = 40, threads: int | None = None,
     the demo's moving face; the sensor loop runs over them in order, one per round."""
     from mlsensors.models import ModelStore
     from mlsensors.models.manifest import DETECTOR_MODELS
-    from mlsensors.sensors.person import SensorOptions, sensor_detector
-    from mlsensors.sensors.scan import CHEAP_SCALE, regions
+    from mlsensors.person.scan import CHEAP_SCALE, regions
+    from mlsensors.person.sensor import SensorOptions, sensor_detector
     from mlsensors.sources.demo import DemoSource
     from mlsensors.vision.detector import BlazeFace
 

@@ -65,13 +65,13 @@ def ensure_id_models() -> None:
 
 
 def _file(args):
-    from mlsensors.sensors.gallery_file import GalleryFile
+    from mlsensors.person.gallery_file import GalleryFile
 
     return GalleryFile(args.gallery, args.key)
 
 
 def _identifier(gallery):
-    from mlsensors.sensors.face_identifier import FaceIdentifier
+    from mlsensors.person.face_identifier import FaceIdentifier
 
     return FaceIdentifier(gallery)
 
@@ -156,7 +156,7 @@ def encrypt_in_place(file, count) -> None:
 
 
 def _keygen(args) -> int:
-    from mlsensors.sensors.gallery_file import write_new_key
+    from mlsensors.person.gallery_file import write_new_key
 
     if args.keyfile.is_dir():
         raise InputError(f"{args.keyfile} is a folder")

@@ -79,7 +79,7 @@ def ensure_detector(model: str, stills: bool = False) -> None:
 
 
 def sensor_options(args: argparse.Namespace):
-    from mlsensors.sensors.person import SensorOptions
+    from mlsensors.person.sensor import SensorOptions
 
     return SensorOptions(model=args.model, score_threshold=args.threshold,
                          threads=args.threads, max_fps=args.max_fps)
@@ -105,7 +105,7 @@ def status_line(result: PersonResult, fps: float) -> str:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from mlsensors.sensors.person import FpsMeter, PersonSensor
+    from mlsensors.person.sensor import FpsMeter, PersonSensor
 
     live = not args.json and sys.stdout.isatty()
     meter = FpsMeter()
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     identity = None
     if args.id:
         from mlsensors.cli.id import ensure_id_models
-        from mlsensors.sensors.id_stage import IdentityStage, IdOptions
+        from mlsensors.person.id_stage import IdentityStage, IdOptions
 
         ensure_id_models()
         identity = IdentityStage(IdOptions(gallery=args.gallery, key_file=args.key))

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from mlsensors.hub import Hub, Snapshot
 from mlsensors.models import ModelStore
 from mlsensors.models.manifest import DETECTOR_MODELS
+from mlsensors.person.sensor import SensorOptions
 from mlsensors.privacy.channel import Capacity, capacity
 from mlsensors.privacy.child import DEFAULT_WORK, Probe
 from mlsensors.privacy.guard import GuardStats
@@ -27,7 +28,6 @@ from mlsensors.privacy.launch import WAITER_COMM, descendants_named
 from mlsensors.privacy.launch import comm_of as _comm
 from mlsensors.privacy.policy import NAMESPACES, role
 from mlsensors.privacy.sealed import DEFAULT_MAX_RATE, MEMORY_CAP, SealedSensor
-from mlsensors.sensors.person import SensorOptions
 from mlsensors.wire.record import RECORD_SIZE
 
 BURST = 20

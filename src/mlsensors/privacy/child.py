@@ -42,7 +42,7 @@ from mlsensors.privacy.channel import (
 from mlsensors.privacy.launch import LaunchSpec
 from mlsensors.privacy.policy import ALSA, V4L2, existing, role
 
-DEFAULT_WORK = "mlsensors.privacy.work:person_sensor"
+DEFAULT_WORK = "mlsensors.person.child:person_sensor"
 EXIT_FAILED = 4
 
 THREAD_ENV = {
@@ -116,7 +116,7 @@ def launch_spec(config: ChildConfig, policy=None) -> LaunchSpec:
     "microphone") with this run's model folder, source and device nodes (`policy`
     replaces the role, e.g. a test's reopened copy); with face IDs the embedding
     process as the launcher's companion."""
-    from mlsensors.sensors.embed_child import embedder_spec
+    from mlsensors.person.embed_child import embedder_spec
 
     base = policy or role(config.role)
     reads = [config.model_dir, config.source]

@@ -47,6 +47,7 @@ from typing import Protocol
 
 from mlsensors.errors import MlsensorsError, ProtocolError
 from mlsensors.hub import Hub, RegisterWrite, SensorStatus
+from mlsensors.person.kind import PERSON
 from mlsensors.privacy import launch
 from mlsensors.privacy.channel import (
     FRAME_SIZE,
@@ -61,7 +62,7 @@ from mlsensors.privacy.channel import (
     encode_command,
 )
 from mlsensors.privacy.child import THREAD_ENV, ChildConfig, launch_spec
-from mlsensors.privacy.kind import PERSON, RecordKind
+from mlsensors.privacy.kind import RecordKind
 from mlsensors.privacy.launch import EXIT_SEAL_FAILED, sealed_pid
 from mlsensors.privacy.logfilter import LogFilter
 from mlsensors.privacy.policy import Policy, role

@@ -11,7 +11,6 @@ value beside its code and a line in `KINDS`, and the spine does not change.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,39 +58,8 @@ class RecordKind:
     """Whether register writes (the Person Sensor's) reach this kind's child."""
 
 
-def _person_check(config) -> RecordCheck:
-    from mlsensors.privacy.channel import decode_result
-
-    def check(body: bytes, now: float, skipped: int):
-        return decode_result(body)
-
-    return check
-
-
-def _person_stamp(result, published: int, when: float):
-    from mlsensors.types import PersonResult
-
-    return PersonResult(when, result.faces, published)
-
-
-def _person_empty(published: int):
-    from mlsensors.types import PersonResult
-
-    return PersonResult(time.time(), (), published)
-
-
-PERSON = RecordKind(
-    name="person",
-    tag=ord("R"),
-    work="mlsensors.privacy.work:person_sensor",
-    checker=_person_check,
-    stamp=_person_stamp,
-    empty=_person_empty,
-    streaming=True,
-)
-
 KINDS = {
-    "person": "mlsensors.privacy.kind:PERSON",
+    "person": "mlsensors.person.kind:PERSON",
     "voice": "mlsensors.voice.kind:VOICE",
 }
 """Every sensor kind the spine serves, by name (imported when used)."""

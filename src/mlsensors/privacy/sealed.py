@@ -20,11 +20,12 @@ from dataclasses import asdict, replace
 from mlsensors.errors import InputError
 from mlsensors.hub import Hub
 from mlsensors.models import default_cache_dir
+from mlsensors.person.kind import PERSON
+from mlsensors.person.sensor import SensorOptions
 from mlsensors.privacy.child import DEFAULT_WORK, ChildConfig, Probe
 from mlsensors.privacy.guard import Guard, GuardStats, GuardTiming
-from mlsensors.privacy.kind import PERSON, RecordKind
+from mlsensors.privacy.kind import RecordKind
 from mlsensors.privacy.policy import Policy, role
-from mlsensors.sensors.person import SensorOptions
 
 DEFAULT_MAX_RATE = 30.0
 """Records per second when the user gives none: a camera's usual frame rate."""
@@ -54,7 +55,7 @@ def prepare_gallery_folder(gallery: str | None) -> str:
     """The gallery file's path, its folder created (0700) now, so that a path that cannot
     hold a gallery is a one-line error at start. The guard's keeper writes the file; the
     sealed child writes nothing."""
-    from mlsensors.sensors.gallery_file import default_gallery_path
+    from mlsensors.person.gallery_file import default_gallery_path
 
     path = os.path.abspath(gallery) if gallery else str(default_gallery_path())
     folder = os.path.dirname(path)
@@ -108,8 +109,8 @@ class SealedSensor:
         source_path = os.path.abspath(source) if source and os.path.exists(source) else source
         keeper = None
         if identify:
-            from mlsensors.sensors.gallery_file import GalleryFile
-            from mlsensors.sensors.gallery_keeper import GalleryKeeper
+            from mlsensors.person.gallery_file import GalleryFile
+            from mlsensors.person.gallery_keeper import GalleryKeeper
 
             keeper = GalleryKeeper(GalleryFile(prepare_gallery_folder(gallery), key_file),
                                    persist=persist)

@@ -25,9 +25,9 @@ from __future__ import annotations
 from mlsensors.errors import MlsensorsError
 from mlsensors.hub import Hub, RegisterWrite
 from mlsensors.transports.i2c_frames import READ, SENSOR_ADDRESS, Request, Response, Status
+from mlsensors.voice.register import VOICE_ADDRESS, voice_register_of
 from mlsensors.wire.read_pointer import ReadPointer
 from mlsensors.wire.registers import decode_write
-from mlsensors.wire.voice_register import VOICE_ADDRESS, voice_register_of
 
 
 class I2CTarget:
@@ -65,7 +65,7 @@ class I2CTarget:
 
 
 class VoiceTarget(I2CTarget):
-    """The voice sensor's register record (wire/voice_register.py) at its own address:
+    """The voice sensor's register record (voice/register.py) at its own address:
     the same read sequence; it takes no register writes (data NACK), only the address
     probe and a 1-byte register pointer, as the person target does."""
 

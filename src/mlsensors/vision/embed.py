@@ -15,7 +15,7 @@ each here, and moved a descriptor by ~0.1 at 10 copies; it is off by default and
 worth it for enrolment from a single photo (see docs/identification.md).
 
 dlib holds the GIL for the whole ~100 ms of a descriptor, so a caller that must keep a
-detection loop running runs this in another process (see mlsensors.sensors.identify).
+detection loop running runs this in another process (see mlsensors.person.identify).
 """
 
 from __future__ import annotations

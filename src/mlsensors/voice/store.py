@@ -1,7 +1,7 @@
 """The enrolled commands on disk: biometric data, kept like the face gallery.
 
 A voice template says how one person says a word, so the file gets the face gallery's
-treatment, from the same code (sensors.gallery_file): written atomically with mode 0600
+treatment, from the same code (person.gallery_file): written atomically with mode 0600
 in a 0700 folder, the previous version scrubbed, a SHA-256 over the whole file, optional
 AES-256-GCM with a key file, a damaged file moved aside (never deleted) with a one-line
 reason, and `erase` that overwrites before it unlinks.
@@ -24,7 +24,7 @@ import numpy as np
 
 from mlsensors.envelope import OVERHEAD, Kind, default_data_path
 from mlsensors.errors import InputError, StateError
-from mlsensors.sensors.gallery_file import GalleryFile
+from mlsensors.person.gallery_file import GalleryFile
 from mlsensors.voice.embed import RAW_DIM as DIM
 from mlsensors.voice.matcher import MAX_COMMANDS, MAX_TEMPLATES, CommandSet
 

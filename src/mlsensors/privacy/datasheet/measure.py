@@ -143,8 +143,8 @@ def detection_quality(data: Path) -> DetectionQuality:
 def timing(frames: int = 120, sealed_seconds: float = 3.0) -> Timing:
     """Per-frame latency of the sensor loop in process, and the sealed child's fps."""
     from mlsensors.hub import Hub
+    from mlsensors.person.sensor import PersonSensor
     from mlsensors.privacy.sealed import SealedSensor
-    from mlsensors.sensors.person import PersonSensor
     from mlsensors.sources.demo import DemoSource
 
     latencies = []

@@ -34,8 +34,8 @@ from typing import Protocol
 import numpy as np
 
 from mlsensors.errors import StateError
-from mlsensors.sensors.gallery import UNKNOWN, Gallery, Match
-from mlsensors.sensors.track import TrackedFace, TrackUpdate
+from mlsensors.person.gallery import UNKNOWN, Gallery, Match
+from mlsensors.person.track import TrackedFace, TrackUpdate
 from mlsensors.vision.embed import crop_around
 
 REFRESH_S = 3.0

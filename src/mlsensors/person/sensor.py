@@ -38,10 +38,10 @@ class SensorOptions:
 
 
 def sensor_detector(options: SensorOptions, store=None):
-    """What the loop detects with: `sensors.scan.Scanner` over YuNet, or BlazeFace
+    """What the loop detects with: `person.scan.Scanner` over YuNet, or BlazeFace
     (`scan.BlazeFaceScanner`) when the options ask for it or YuNet is not fetched."""
     from mlsensors.models import ModelStore
-    from mlsensors.sensors.scan import BlazeFaceScanner, Scanner
+    from mlsensors.person.scan import BlazeFaceScanner, Scanner
     from mlsensors.vision.detector import BlazeFace, check_threshold, make_engine, resolve_model
 
     store = store or ModelStore()
@@ -117,7 +117,7 @@ class PersonSensor:
                  identity=None) -> None:
         """`source` is a Source (anything with frames() and close()) or what
         `open_source` accepts: None (camera, else demo), "demo", "camera:N", a path.
-        `identity` is a `sensors.id_stage.IdentityStage` (None: no face IDs; every face
+        `identity` is a `person.id_stage.IdentityStage` (None: no face IDs; every face
         is reported with id −1 and the ID registers are refused)."""
         from mlsensors.sources import open_source
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlsensors.sensors.track import Tracker
+from mlsensors.person.track import Tracker
 from mlsensors.types import Box, Face
 from mlsensors.vision.decode import Candidates, concatenate
 from mlsensors.vision.suppress import hard_nms, iou_matrix

@@ -33,15 +33,15 @@ from dataclasses import dataclass
 
 from mlsensors.errors import MlsensorsError, ProtocolError, StateError
 from mlsensors.hub import RegisterWrite
-from mlsensors.privacy.channel import encode_block
-from mlsensors.sensors.gallery_file import GalleryFile
-from mlsensors.sensors.gallery_link import (
+from mlsensors.person.gallery_file import GalleryFile
+from mlsensors.person.gallery_link import (
     MAX_LOAD_SAMPLES,
     RECORD_SIZE,
     decode_record,
     encode_load,
 )
-from mlsensors.sensors.identify import CALIBRATION_GIVE_UP_S, CALIBRATION_S, FAILURE_TEXT
+from mlsensors.person.identify import CALIBRATION_GIVE_UP_S, CALIBRATION_S, FAILURE_TEXT
+from mlsensors.privacy.channel import encode_block
 from mlsensors.wire.record import MAX_ID
 from mlsensors.wire.registers import Mode, Register
 

@@ -41,7 +41,7 @@ import numpy as np
 from mlsensors.envelope import Kind, NotEncrypted, default_data_path
 from mlsensors.errors import InputError, StateError
 from mlsensors.files import read_regular
-from mlsensors.sensors.gallery import Gallery
+from mlsensors.person.gallery import Gallery
 from mlsensors.vision.embed import EMBEDDING_DIM
 
 GALLERY = Kind(b"MLSGALRY", 1, "gallery")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from mlsensors.errors import MlsensorsError
-from mlsensors.sensors.gallery import DEFAULT_NUM_IDS, Gallery
-from mlsensors.sensors.gallery_file import GalleryFile
-from mlsensors.sensors.identify import (
+from mlsensors.person.gallery import DEFAULT_NUM_IDS, Gallery
+from mlsensors.person.gallery_file import GalleryFile
+from mlsensors.person.identify import (
     REFRESH_S,
     Apply,
     CalibrationResult,
@@ -30,7 +30,7 @@ from mlsensors.sensors.identify import (
     TrackIdentifier,
     TrackIdentity,
 )
-from mlsensors.sensors.track import Tracker
+from mlsensors.person.track import Tracker
 from mlsensors.types import Face
 
 
@@ -116,12 +116,12 @@ class IdentityStage:
             gallery = Gallery(options.num_ids)
         if worker is None:
             if options.in_process:
-                from mlsensors.sensors.embed_worker import InlineWorker
+                from mlsensors.person.embed_worker import InlineWorker
                 from mlsensors.vision.embed import FaceEmbedder
 
                 worker = InlineWorker(FaceEmbedder(store))
             else:
-                from mlsensors.sensors.embed_worker import ProcessWorker
+                from mlsensors.person.embed_worker import ProcessWorker
 
                 worker = ProcessWorker(None if store is None else store.root,
                                        niceness=options.worker_niceness)

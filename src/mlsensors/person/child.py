@@ -5,7 +5,7 @@ read (and checked against the manifest by `ModelStore.load_bytes`) inside the sa
 from the model directory the guard allowed and nowhere else. Face identification, when
 on, embeds in a second process that the launcher started beside this one (a sealed
 process may not start programs), sealed on its own with the "embedder" role. The gallery comes
-from the guard and calibrations go back to it (`sensors.gallery_link`): no file here.
+from the guard and calibrations go back to it (`person.gallery_link`): no file here.
 If the embedding process ends, this process ends too (status EMBEDDER), so that the
 guard restarts both; until then no ID is reported.
 """
@@ -27,7 +27,7 @@ def person_sensor(hub: Hub, stop: threading.Event, config,
     if config.model_dir:
         os.environ["MLSENSORS_MODEL_DIR"] = config.model_dir
     from mlsensors.models import ModelStore
-    from mlsensors.sensors.person import PersonSensor, SensorOptions, sensor_detector
+    from mlsensors.person.sensor import PersonSensor, SensorOptions, sensor_detector
     from mlsensors.sources import open_source
     from mlsensors.wire.device import apply_write
 
@@ -45,10 +45,10 @@ def person_sensor(hub: Hub, stop: threading.Event, config,
 def _identity_stage(embedder, link):
     """The identity stage of the sealed process: embeddings in `embedder`, IDs from and
     to the guard through `link`; the end of `embedder` ends this process."""
+    from mlsensors.person.embed_worker import ProcessWorker
+    from mlsensors.person.gallery_link import GuardStore, decode_load
+    from mlsensors.person.id_stage import IdentityStage, IdOptions
     from mlsensors.privacy.channel import Reason
-    from mlsensors.sensors.embed_worker import ProcessWorker
-    from mlsensors.sensors.gallery_link import GuardStore, decode_load
-    from mlsensors.sensors.id_stage import IdentityStage, IdOptions
 
     def gone(error: str) -> None:
         link.fail(Reason.EMBEDDER, f"face IDs stop: {error}")

@@ -1,6 +1,6 @@
 """The embedding worker process: crops in on stdin, 128-D descriptors out on stdout.
 
-Run by `embed_worker.ProcessWorker` as `python -m mlsensors.sensors.embed_child` (tools
+Run by `embed_worker.ProcessWorker` as `python -m mlsensors.person.embed_child` (tools
 in one process), or sealed by `privacy.launch` as the sensing process's companion
 (`embedder_spec`); not by users. A plain child process with a tiny binary protocol rather
 than multiprocessing:
@@ -52,7 +52,7 @@ def embedder_spec(model_dir: str | None, *, insecure: bool = False):
     store.path(RECOGNITION_MODEL)
     folder = str(model_dir or default_cache_dir())
     policy = role("embedder").for_run(read_paths=existing([folder]))
-    return LaunchSpec(policy, "mlsensors.sensors.embed_child:sealed_main",
+    return LaunchSpec(policy, "mlsensors.person.embed_child:sealed_main",
                       json.dumps({"model_dir": model_dir}), insecure=insecure)
 
 

@@ -148,7 +148,7 @@ class ProcessWorker:
         store = ModelStore(model_dir)
         store.path(SHAPE_MODEL)
         store.path(RECOGNITION_MODEL)
-        cmd = [sys.executable, "-m", "mlsensors.sensors.embed_child",
+        cmd = [sys.executable, "-m", "mlsensors.person.embed_child",
                "--jitter", str(int(jitter)), "--nice", str(int(niceness))]
         if model_dir is not None:
             cmd += ["--model-dir", str(model_dir)]
@@ -194,7 +194,7 @@ class ProcessWorker:
             self._on_failure(error)
 
     def _serve(self) -> None:
-        from mlsensors.sensors.embed_child import ERROR, REQUEST, _read
+        from mlsensors.person.embed_child import ERROR, REQUEST, _read
 
         self._ended = ""
         while True:

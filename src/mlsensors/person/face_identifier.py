@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from mlsensors.errors import InputError
-from mlsensors.sensors.gallery import Gallery
+from mlsensors.person.gallery import Gallery
 from mlsensors.types import Face
 
 

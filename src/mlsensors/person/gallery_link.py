@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlsensors.errors import ProtocolError
-from mlsensors.sensors.identify import CALIBRATION_SAMPLES, CalibrationResult, Failure
+from mlsensors.person.identify import CALIBRATION_SAMPLES, CalibrationResult, Failure
 from mlsensors.vision.embed import EMBEDDING_DIM
 from mlsensors.wire.record import MAX_ID
 

@@ -1,1 +1,0 @@
-"""Sensors: loops that turn a stream of frames into a stream of high-level results."""
