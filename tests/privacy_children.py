@@ -266,3 +266,46 @@ def voice_forger(hub, stop, config, channel):
         beat(0.7)
     os.write(config.record_fd, frame(EventKind.COMMAND, 0, 11, 300))
     beat(60.0)
+
+
+def ruled_calls(hub, stop, config):
+    """Calls that seccomp's argument rules must tell apart, printed as "probe NAME=RESULT
+    ..." lines (few: the log filter passes a burst of ten). ioctls go to /dev/null, so a
+    request that passes the filter fails in the driver with ENOTTY, and one the filter
+    stops fails with EPERM."""
+    import ctypes
+    import errno
+    import mmap
+    import sys
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def outcome(result, err=None):
+        err = (ctypes.get_errno() if err is None else err) if result != 0 else 0
+        return errno.errorcode.get(err, str(err)) if err else "ok"
+
+    def request(kind, number, size=64):
+        return 0xC0000000 | size << 16 | ord(kind) << 8 | number
+
+    fd = os.open("/dev/null", os.O_RDONLY)
+    seen = []
+    for name, kind, number in (("elem_read", "U", 0x12), ("elem_write", "U", 0x13),
+                               ("elem_add", "U", 0x17), ("s_ctrl", "V", 28),
+                               ("hw_params", "A", 0x11)):
+        ctypes.set_errno(0)
+        result = libc.ioctl(fd, ctypes.c_ulong(request(kind, number)), None)
+        seen.append(f"{name}={outcome(result)}")
+    print("probe " + " ".join(seen), file=sys.stderr, flush=True)
+    seen = []
+    for name, advice in (("fadv_willneed", 3), ("fadv_dontneed", 4)):
+        result = libc.posix_fadvise(fd, 0, 0, advice)  # returns the error number
+        seen.append(f"{name}={outcome(result, result)}")
+    area = mmap.mmap(-1, 1 << 16)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    for name, advice in (("madv_normal", 0), ("madv_pageout", 21), ("madv_mergeable", 12)):
+        ctypes.set_errno(0)
+        result = libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(1 << 16), advice)
+        seen.append(f"{name}={outcome(result)}")
+    print("probe " + " ".join(seen), file=sys.stderr, flush=True)
+    print("probe done", file=sys.stderr, flush=True)
+    steady(hub, stop, config)

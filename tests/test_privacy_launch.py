@@ -127,6 +127,36 @@ def test_the_same_attempts_get_through_a_reopened_policy(tmp_path):
     assert "leak-prctl" in seen["comm"]
 
 
+def ruled(policy) -> dict[str, str]:
+    """What the `ruled_calls` work got from each call, sealed with `policy`."""
+    guard = Guard(Hub(), ChildConfig(-1, -1, work="privacy_children:ruled_calls",
+                                     memory_bytes=1 << 30, role=policy.role),
+                  max_rate=20.0, timing=GuardTiming(startup_timeout=30.0), policy=policy)
+    with guard:
+        deadline = time.monotonic() + 30
+        while "probe done" not in guard.logs.lines and time.monotonic() < deadline:
+            time.sleep(0.05)
+    pairs = [word.split("=", 1) for line in guard.logs.lines if line.startswith("probe ")
+             for word in line.split()[1:] if "=" in word]
+    return dict(pairs)
+
+
+def test_argument_rules_pass_reads_and_stop_persistent_setters():
+    """Under the microphone role: mixer/control and camera setters that leave state
+    other users can read, page-cache eviction and KSM merging are stopped by seccomp
+    (EPERM), their read-only siblings reach the driver (ENOTTY on /dev/null); with the
+    rules dropped, the setters get through too, so the test can tell."""
+    shut = ruled(role("microphone"))
+    assert shut["elem_read"] == shut["hw_params"] == "ENOTTY", shut
+    assert shut["elem_write"] == shut["elem_add"] == shut["s_ctrl"] == "EPERM", shut
+    assert shut["fadv_willneed"] == "ok" and shut["fadv_dontneed"] == "EPERM", shut
+    assert shut["madv_normal"] == "ok", shut
+    assert shut["madv_pageout"] == shut["madv_mergeable"] == "EPERM", shut
+    open_ = ruled(role("microphone").allowing(syscalls=("ioctl", "fadvise64", "madvise")))
+    assert open_["elem_write"] == open_["s_ctrl"] == "ENOTTY", open_
+    assert open_["fadv_dontneed"] == "ok" and open_["madv_pageout"] == "ok", open_
+
+
 def test_a_policy_for_an_unknown_architecture_or_syscall_is_refused():
     with pytest.raises(ValueError, match="architecture"):
         role("sensing").resolve("mips")

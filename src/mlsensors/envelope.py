@@ -51,6 +51,8 @@ class Kind:
     version: int
     noun: str
     """What a file of this kind is called: "gallery", "voice"."""
+    key_flag: str = "--key"
+    """The option that gives this kind's key file, for the messages."""
 
     def wrap(self, payload: bytes, key: bytes | None = None) -> bytes:
         """The file's bytes for `payload`, sealed with `key` when one is given."""
@@ -92,7 +94,7 @@ class Kind:
         body = data[HEADER.size:end]
         if flags == FLAG_SEALED:
             if key is None:
-                raise StateError(f"{name} is encrypted; give its key file (--key)")
+                raise StateError(f"{name} is encrypted; give its key file ({self.key_flag})")
             from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,11 @@ def build(args: argparse.Namespace, person_hub, **sealed_kwargs) -> VoiceService
                          f"FILE or a FOLDER of clips)")
     gate_mode = args.gate or default_gate(person_hub is not None)
     wake_word = args.wake_word or ("alexa" if gate_mode in ("wake", "both") else None)
-    if args.facing_seconds <= 0:
-        raise InputError("--facing-seconds must be positive")
+    if not (math.isfinite(args.facing_seconds) and args.facing_seconds > 0):
+        raise InputError(f"--facing-seconds {args.facing_seconds}: give a positive number "
+                         "of seconds")
+    if args.voice_threshold is not None and not math.isfinite(args.voice_threshold):
+        raise InputError(f"--voice-threshold {args.voice_threshold}: give a finite number")
     gate = Gate(gate_mode, person_hub, facing_seconds=args.facing_seconds)
     commands = TemplateFile(args.voice_store, args.voice_key).load()
     if not len(commands) and not wake_word:

@@ -287,6 +287,9 @@ class Guard:
         self.policy = policy
         self.max_rate = float(max_rate)
         self._wall_offset = time.time() - time.monotonic()
+        self._take_after = 0.0
+        """No frame is taken before this monotonic time: one period after the last
+        published one, across children (a crash must not buy an early record)."""
         """Wall minus monotonic time, fixed at start: published stamps follow the ticks."""
         self.timing = timing or GuardTiming()
         self.python = python or sys.executable
@@ -641,8 +644,9 @@ class Guard:
     def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
         period = 1.0 / self.max_rate
         clock = min(period, self.kind.tick or period)
+        drain_for = self.kind.backlog * period + 2 * clock + 1.0
+        """How long an exited child's last frames get: its whole backlog, paced."""
         started = now = time.monotonic()
-        take_after = started  # no frame is taken before this (one period after the last)
         last_valid: float | None = None
         exited_at = 0.0
         next_sample = started
@@ -659,7 +663,8 @@ class Guard:
             now = time.monotonic()
             if self.keeper is not None:
                 self.keeper.tick(now)
-            frame, skipped = inbox.take_counted() if now >= take_after else (None, 0)
+            frame, skipped = (inbox.take_counted() if now >= self._take_after
+                              else (None, 0))
             published = False
             if frame is not None:
                 try:
@@ -671,7 +676,7 @@ class Guard:
                 else:
                     last_valid = now
                     if not _silent(message):
-                        take_after = now + period
+                        self._take_after = now + period
                     self._deliver(message, now)
                     published = True
             published = self._check_late(now, period) or published
@@ -688,7 +693,7 @@ class Guard:
                 # its final result and "ended" just before it exits. (Bounded: a pipe
                 # some other process keeps open must not stall the restart.)
                 exited_at = exited_at or now
-                if inbox.drained() or now - exited_at > 1.0:
+                if inbox.drained() or now - exited_at > drain_for:
                     return "exited"
             limit = self.timing.startup_timeout if last_valid is None else self.timing.watchdog
             if now - (last_valid if last_valid is not None else started) > limit:

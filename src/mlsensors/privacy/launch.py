@@ -126,7 +126,8 @@ def _policy_from(raw: dict) -> Policy:
         for name, r in raw["arg_rules"])
     raw["device_families"] = tuple(
         DeviceFamily(d["name"], tuple(d["node_globs"]), tuple(d["info_paths"]),
-                     tuple(d["ioctl_types"])) for d in raw["device_families"])
+                     tuple(d["ioctl_types"]), tuple(d["ioctl_requests"]))
+        for d in raw["device_families"])
     raw["limits"] = Limits(**raw["limits"])
     for key in ("socket_families", "read_paths", "exec_paths", "write_paths", "devices",
                 "namespaces"):

@@ -112,24 +112,49 @@ class ArgRule:
 @dataclass(frozen=True, slots=True)
 class DeviceFamily:
     """A kind of device a role may open: its nodes, what its library reads to describe
-    them, and its ioctl type bytes (bits 8-15 of the request: 'V' for V4L2)."""
+    them, and the ioctl requests it may make. A request is ruled on its type and number
+    (bits 8-15 and 0-7; the size and direction bits vary with the ABI): `ioctl_types`
+    allows every request of a type, `ioctl_requests` only the (type, number) pairs given
+    — for types whose setters leave state other users can read (camera controls, mixer
+    elements), only the reads and what capture needs."""
 
     name: str
     node_globs: tuple[str, ...]
     info_paths: tuple[str, ...]
-    ioctl_types: tuple[int, ...]
+    ioctl_types: tuple[int, ...] = ()
+    ioctl_requests: tuple[int, ...] = ()
+    """`type << 8 | number` of each allowed request."""
 
     def nodes(self) -> tuple[str, ...]:
         return tuple(sorted(p for g in self.node_globs for p in glob.glob(g)))
 
 
-V4L2 = DeviceFamily("v4l2", ("/dev/video*",),
-                    ("/sys/class/video4linux", "/sys/devices", "/run/udev/data"),
-                    (ord("V"),))
-ALSA = DeviceFamily("alsa", ("/dev/snd/*",),
-                    ("/sys/class/sound", "/sys/devices", "/usr/share/alsa", "/proc/asound"),
-                    (ord("A"), ord("U")))
-"""PCM ('A') and control ('U') requests; for the microphone role."""
+def _requests(kind: str, numbers: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(ord(kind) << 8 | n for n in numbers)
+
+
+V4L2 = DeviceFamily(
+    "v4l2", ("/dev/video*",), ("/sys/class/video4linux", "/sys/devices", "/run/udev/data"),
+    ioctl_requests=_requests("V", (
+        0, 2, 4, 5, 8, 9, 15, 16, 17, 18, 19, 21, 22, 23, 25, 26, 27, 36, 37, 38, 39, 58,
+        59, 64, 71, 73, 74, 75, 94, 103)))
+"""Capture and reads only: QUERYCAP, ENUM_FMT, G/S/TRY_FMT, REQBUFS, QUERYBUF, QBUF,
+EXPBUF, DQBUF, STREAMON/OFF, G/S_PARM, G_STD, ENUMSTD, ENUMINPUT, G_CTRL, QUERYCTRL,
+QUERYMENU, G/S_INPUT, CROPCAP, G_CROP, G_EXT_CTRLS, TRY_EXT_CTRLS, ENUM_FRAMESIZES,
+ENUM_FRAMEINTERVALS, G_SELECTION, QUERY_EXT_CTRL. Never S_CTRL, S_EXT_CTRLS, S_STD,
+S_CROP or S_SELECTION: a camera keeps those after close, for any user of the device to
+read. (The format and frame rate it chooses are visible too: a few bits per change.)"""
+ALSA = DeviceFamily(
+    "alsa", ("/dev/snd/*",),
+    ("/sys/class/sound", "/sys/devices", "/usr/share/alsa", "/proc/asound"),
+    ioctl_types=(ord("A"),),
+    ioctl_requests=_requests("U", (0x00, 0x01, 0x10, 0x11, 0x12, 0x16, 0x1A, 0x30, 0x31,
+                                   0x32)))
+"""PCM ('A') requests, which act on the process's own capture stream, and of the control
+device ('U') only the reads: PVERSION, CARD_INFO, ELEM_LIST/INFO/READ, SUBSCRIBE_EVENTS,
+TLV_READ, PCM_NEXT_DEVICE, PCM_INFO, PCM_PREFER_SUBDEVICE. Never ELEM_WRITE, ELEM_ADD,
+ELEM_REPLACE, TLV_WRITE: mixer levels and user controls outlive the process and every
+user of the card can read them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +172,7 @@ class Limits:
 
 BASE_SYSCALLS = frozenset({
     # memory
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "mincore", "membarrier",
+    "brk", "mmap", "munmap", "mremap", "mprotect", "mincore", "membarrier",
     "get_mempolicy", "set_mempolicy", "mbind",
     # descriptors it holds: read, write, wait
     "read", "readv", "pread64", "preadv", "write", "writev", "pwrite64", "close", "dup",
@@ -155,7 +180,7 @@ BASE_SYSCALLS = frozenset({
     "epoll_ctl", "epoll_wait", "epoll_pwait", "eventfd2",
     # files it may read (the mount namespace and Landlock decide which)
     "openat", "newfstatat", "fstat", "statx", "readlinkat", "getdents64", "faccessat",
-    "faccessat2", "getcwd", "fstatfs", "statfs", "fadvise64",
+    "faccessat2", "getcwd", "fstatfs", "statfs",
     # the x86-64 names of the same (aarch64 has only the *at forms)
     "open", "stat", "lstat", "access", "readlink", "dup2", "pipe",
     # threads, time, signals to itself
@@ -184,11 +209,16 @@ BASE_ARG_RULES: tuple[tuple[str, ArgRule], ...] = (
     ("kill", ArgRule(0, (OWN_PID,))),
     ("tgkill", ArgRule(0, (OWN_PID,))),
     ("prlimit64", ArgRule(2, (0,), high=0)),
+    ("madvise", ArgRule(2, (0, 1, 2, 3, 4, 8, 10, 11, 14, 15, 16, 17, 18, 19))),
+    ("fadvise64", ArgRule(3, (0, 1, 2, 3))),
 )
 """Calls allowed only with these arguments: clone for threads and never a namespace,
 prctl to read (never PR_SET_NAME, PR_SET_MM or PR_SET_VMA), fcntl without locks, ioctl
 for descriptor flags, signals only to itself, prlimit64 only to read (a NULL new limit:
-/proc/PID/limits is world-readable, so a settable soft limit is a 64 kbit/s channel)."""
+/proc/PID/limits is world-readable, so a settable soft limit is a 64 kbit/s channel),
+madvise without MADV_PAGEOUT/COLD/MERGEABLE/REMOVE (they evict shared file pages or move
+the machine-wide KSM counters), fadvise64 without DONTNEED/NOREUSE (which evict a shared
+file's pages from the page cache)."""
 
 ENOSYS_SYSCALLS = frozenset({"clone3"})
 """Answered ENOSYS rather than EPERM: clone3's flags are behind a pointer seccomp cannot
@@ -233,7 +263,7 @@ class Policy:
                  arg_rules=(), namespaces=None, proc=None, cmdline=False) -> Policy:
         """The same policy with one thing reopened (for tests that must see a channel
         open); never used by the product."""
-        rules = self.arg_rules + tuple(arg_rules)
+        rules = tuple(r for r in self.arg_rules if r[0] not in syscalls) + tuple(arg_rules)
         if prctl:
             rules += (("prctl", ArgRule(0, tuple(prctl))),)
         for family in socket_families:
@@ -250,6 +280,9 @@ class Policy:
     def ioctl_types(self) -> tuple[int, ...]:
         return tuple(sorted({t for f in self.device_families for t in f.ioctl_types}))
 
+    def ioctl_requests(self) -> tuple[int, ...]:
+        return tuple(sorted({r for f in self.device_families for r in f.ioctl_requests}))
+
     def resolve(self, arch: str | None = None) -> ResolvedSyscalls:
         """Syscall numbers for `arch` (default: this machine); names an architecture
         lacks are skipped, unknown names are an error (a typo must not open nothing)."""
@@ -257,7 +290,11 @@ class Policy:
         if arch not in ARCHES:
             raise ValueError(f"no seccomp policy for the {arch} architecture")
         column = ARCHES.index(arch)
-        names = set(self.syscalls) | {name for name, _ in self.arg_rules} | set(self.enosys)
+        ruled = {name for name, _ in self.arg_rules}
+        if overlap := sorted(ruled & set(self.syscalls)):
+            raise ValueError(f"policy {self.role}: {overlap} both allowed outright and "
+                             "ruled on their arguments (the rule would be void)")
+        names = set(self.syscalls) | ruled | set(self.enosys)
         if self.socket_families:
             names.add("socket")
         unknown = sorted(n for n in names if n not in SYSCALLS)
@@ -272,6 +309,8 @@ class Policy:
         if self.ioctl_types():
             rules.append((nr("ioctl"), ArgRule(1, tuple(t << 8 for t in self.ioctl_types()),
                                                0xFF00)))
+        if self.ioctl_requests():
+            rules.append((nr("ioctl"), ArgRule(1, self.ioctl_requests(), 0xFFFF)))
         if self.socket_families:
             rules.append((nr("socket"), ArgRule(
                 0, tuple(SOCKET_FAMILIES[f] for f in self.socket_families))))

@@ -10,7 +10,6 @@ and each one matters, so a short FIFO keeps two that arrive within one tick, and
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 
 from mlsensors.privacy.kind import RecordKind
@@ -29,7 +28,7 @@ def _check(config):
 
 
 def _stamp(event: VoiceEvent, published: int, when: float) -> VoiceEvent:
-    return replace(event, counter=published, when_ms=time.monotonic_ns() // 1_000_000 % 2**32,
+    return replace(event, counter=published, when_ms=int(when * 1000) % 2**32,
                    timestamp=when)
 
 

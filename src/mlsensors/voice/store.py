@@ -28,7 +28,7 @@ from mlsensors.person.gallery_file import GalleryFile
 from mlsensors.voice.embed import RAW_DIM as DIM
 from mlsensors.voice.matcher import MAX_COMMANDS, MAX_TEMPLATES, CommandSet
 
-VOICE = Kind(b"MLSVOICE", 1, "voice")
+VOICE = Kind(b"MLSVOICE", 1, "voice", "--key; serve: --voice-key")
 _HEAD = struct.Struct("<HHf")
 MAX_FILE_BYTES = OVERHEAD + _HEAD.size + MAX_COMMANDS * (
     1 + 32 * 4 + 2 + MAX_TEMPLATES * DIM * 4)
