@@ -97,6 +97,28 @@ class MqttSettings:
                    node_id=node_id, **kwargs)
 
 
+def new_client(s: MqttSettings, availability_topic: str):
+    """A paho client for these settings, not yet connected: its id, protocol, last will
+    (the availability topic goes "offline"), credentials, TLS and reconnect backoff."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise InputError("MQTT needs paho-mqtt: pip install 'mlsensors[mqtt]'") from None
+    protocol = mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id=f"mlsensors-{s.node_id}", protocol=protocol)
+    client.will_set(availability_topic, ha.OFFLINE, qos=1, retain=True)
+    if s.username is not None:
+        client.username_pw_set(s.username, s.password)
+    if s.tls:
+        try:
+            client.tls_set(ca_certs=s.ca_file)
+        except (OSError, ValueError) as e:
+            raise InputError(f"MQTT TLS setup failed: {e}") from None
+    client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)
+    return client
+
+
 class MqttBridge:
     """Publishes a hub's snapshots to an MQTT broker for Home Assistant; see module doc."""
 
@@ -125,24 +147,8 @@ class MqttBridge:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> MqttBridge:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError:
-            raise InputError("MQTT needs paho-mqtt: pip install 'mlsensors[mqtt]'") from None
-
         s = self.settings
-        protocol = mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=f"mlsensors-{s.node_id}", protocol=protocol)
-        client.will_set(self.topics.availability, ha.OFFLINE, qos=1, retain=True)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            try:
-                client.tls_set(ca_certs=s.ca_file)
-            except (OSError, ValueError) as e:
-                raise InputError(f"MQTT TLS setup failed: {e}") from None
-        client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)
+        client = new_client(s, self.topics.availability)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

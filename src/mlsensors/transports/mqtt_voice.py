@@ -17,10 +17,9 @@ import contextlib
 import dataclasses
 import logging
 
-from mlsensors.errors import InputError
 from mlsensors.transports import ha_discovery as ha
 from mlsensors.transports import ha_voice
-from mlsensors.transports.mqtt import MqttSettings
+from mlsensors.transports.mqtt import MqttSettings, new_client
 from mlsensors.voice.events import VoiceHub, VoiceSnapshot
 
 log = logging.getLogger(__name__)
@@ -42,22 +41,8 @@ class VoiceMqttBridge:
         self._unsubscribe = None
 
     def start(self) -> VoiceMqttBridge:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError:
-            raise InputError("MQTT needs paho-mqtt: pip install 'mlsensors[mqtt]'") from None
         s = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"mlsensors-{s.node_id}",
-                             protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311)
-        client.will_set(self.topics.availability, ha.OFFLINE, qos=1, retain=True)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            try:
-                client.tls_set(ca_certs=s.ca_file)
-            except (OSError, ValueError) as e:
-                raise InputError(f"MQTT TLS setup failed: {e}") from None
-        client.reconnect_delay_set(s.reconnect_min, s.reconnect_max)
+        client = new_client(s, self.topics.availability)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
