@@ -644,8 +644,7 @@ class Guard:
     def _tick_loop(self, child: subprocess.Popen, inbox: _Inbox) -> str:
         period = 1.0 / self.max_rate
         clock = min(period, self.kind.tick or period)
-        drain_for = self.kind.backlog * period + 2 * clock + 1.0
-        """How long an exited child's last frames get: its whole backlog, paced."""
+        drain_for = self.kind.backlog * period + 2 * clock + 1.0  # an exited child's backlog
         started = now = time.monotonic()
         last_valid: float | None = None
         exited_at = 0.0
