@@ -216,10 +216,11 @@ class GalleryFile:
     """One gallery file (and its optional key file) on disk.
 
     Every biometric file is kept this way; another kind (voice templates) subclasses it
-    and changes only what the file holds: `noun`, `max_bytes`, `default_path`, `_encode`,
-    `_decode`, `_empty` and `encrypt_command`.
+    and changes only what the file holds: `envelope`, `noun`, `max_bytes`, `default_path`,
+    `_encode`, `_decode`, `_empty` and `encrypt_command`.
     """
 
+    envelope = GALLERY
     noun = "gallery"
     max_bytes = MAX_FILE_BYTES
     encrypt_command = "mlsensors id encrypt --gallery"
@@ -387,7 +388,7 @@ class GalleryFile:
         if not os.path.lexists(self.path):
             raise StateError(f"no {self.noun} at {self.path}")
         data = read_regular(self.path, self.max_bytes, self.noun)
-        if GALLERY.is_sealed(data):
+        if self.envelope.is_sealed(data):
             raise StateError(f"{self.path} is encrypted already")
         gallery = self._decode(data, None)
         self.save(gallery)

@@ -81,6 +81,7 @@ class TemplateFile(GalleryFile):
     """The voice store file (and its optional key file): kept, encrypted, moved aside
     and erased by the gallery's own code; only what it holds differs."""
 
+    envelope = VOICE
     noun = "voice store"
     max_bytes = MAX_FILE_BYTES
     encrypt_command = "mlsensors voice encrypt --store"
